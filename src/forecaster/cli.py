@@ -1,0 +1,157 @@
+"""click commands: each parses its arguments, calls one library function and renders the result.
+
+Library errors (ForecasterError) become ``Error: ...`` lines on stderr (at most 20, then a count)
+and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from forecaster import __version__
+from forecaster.errors import ConfigError, ForecasterError
+
+MAX_LINES = 20
+
+
+def fail(err: ForecasterError) -> None:
+    lines = err.problems
+    for line in lines[:MAX_LINES]:
+        click.echo(f"Error: {line}", err=True)
+    if len(lines) > MAX_LINES:
+        click.echo(f"Error: ... and {len(lines) - MAX_LINES} more problems", err=True)
+    sys.exit(err.exit_code)
+
+
+def handles_errors(f: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except ForecasterError as e:
+            fail(e)
+
+    return wrapper
+
+
+class DateParam(click.ParamType):
+    name = "DATE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"'{value}' is not a date YYYY-MM-DD", param, ctx)
+
+
+DATE = DateParam()
+config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+
+
+def as_of_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--as-of", type=DATE, default=None,
+        help="Forecast date: the first day of the future; nothing dated on or after it is used. "
+             "Default: the config's forecast.as_of, else the day after the data's last date.",
+    )(f)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="forecaster")
+def main() -> None:
+    """forecaster: calibrated Monte Carlo forecasts of revenue and won deals from CRM history.
+
+    \b
+    Start with:  forecaster demo
+    Your data:   forecaster validate my.yaml
+    """
+
+
+@main.command()
+@config_argument
+@as_of_option
+@handles_errors
+def validate(config: Path, as_of: dt.date | None) -> None:
+    """Check a config and its CRM files; print a summary of the data.
+
+    Runs every check of the data contract (docs/data.md) and exits 0 when the data can be used,
+    2 with one line per problem when it cannot.
+
+    \b
+    Example:  forecaster validate configs/example.yaml --as-of 2025-04-01
+    """
+    from forecaster import data as data_mod
+    from forecaster import report
+    from forecaster.config import load_config
+
+    cfg = load_config(config)
+    full = data_mod.load(cfg)
+    snap = data_mod.load_as_of_data(full, cfg, as_of)
+    report.print_validation(cfg, full, snap)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed.")
+@click.option("--start", type=DATE, default="2023-01-01", show_default=True, help="First creation date.")
+@click.option("--end", type=DATE, default="2025-12-31", show_default=True, help="Last date observed (data end).")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Volume multiplier (25 gives a history of over 1M stage rows).")
+@handles_errors
+def generate(out_dir: Path, seed: int, start: dt.date, end: dt.date, scale: float) -> None:
+    """Write a synthetic CRM export with known truth (for demos, tests and benchmarks).
+
+    Writes deals.parquet, stage_history.parquet, forecaster.yaml (a config for them) and
+    truth.json (the generating parameters) into OUT_DIR.
+
+    \b
+    Example:  forecaster generate /tmp/crm --seed 1 --scale 2
+    """
+    from forecaster.generate import generate as gen
+
+    summary = gen(out_dir, seed=seed, start=start, end=end, scale=scale)
+    click.echo(
+        f"wrote {out_dir}: {summary['n_deals']:,} deals ({summary['n_open']:,} open, "
+        f"{summary['n_won']:,} won, {summary['n_lost']:,} lost), "
+        f"{summary['n_history_rows']:,} stage rows; config {Path(out_dir) / 'forecaster.yaml'}"
+    )
+
+
+def sample_config() -> Path:
+    """The bundled sample's config (package data)."""
+    path = Path(str(resources.files("forecaster") / "sample" / "forecaster.yaml"))
+    if not path.is_file():
+        raise ConfigError(f"{path}: the bundled sample is missing from this installation")
+    return path
+
+
+@main.command()
+@handles_errors
+def demo() -> None:
+    """Show what forecaster does on the bundled sample CRM (no arguments, no files needed).
+
+    \b
+    Example:  forecaster demo
+    """
+    from forecaster import data as data_mod
+    from forecaster import report
+    from forecaster.config import load_config
+
+    cfg = load_config(sample_config())
+    full = data_mod.load(cfg)
+    snap = data_mod.load_as_of_data(full, cfg, None)
+    click.echo("forecaster demo: a synthetic B2B CRM bundled with the package\n")
+    report.print_validation(cfg, full, snap)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,46 @@
+"""Error kinds. Every user-facing failure is a ForecasterError carrying one line per problem."""
+
+from __future__ import annotations
+
+
+class ForecasterError(Exception):
+    """Base error: ``problems`` holds one human-readable line per problem."""
+
+    exit_code = 2
+
+    def __init__(self, problems: str | list[str], warnings: list[str] | None = None):
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems = list(problems)
+        self.warnings = list(warnings or [])
+        super().__init__("\n".join(self.problems))
+
+
+class DataError(ForecasterError):
+    """A CRM table is missing, unreadable or breaks the data contract."""
+
+
+class ConfigError(ForecasterError):
+    """The YAML config is malformed, names unknown keys or points at missing files."""
+
+
+class ModelError(ForecasterError):
+    """A fitted model cannot be used (wrong format version, other data, unknown stage)."""
+
+
+class Problems:
+    """Collects problems so a check can report all of them at once, then raise."""
+
+    def __init__(self, kind: type[ForecasterError]):
+        self.kind = kind
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            raise self.kind(self.lines)
