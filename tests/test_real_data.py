@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 
 from forecaster.cli import main
 from forecaster.config import load_config

@@ -196,15 +196,9 @@ class _Reader:
     def date(self, value: Any, key: str) -> dt.date | None:
         if value is None:
             return None
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        if isinstance(value, str):
-            try:
-                return dt.date.fromisoformat(value.strip())
-            except ValueError:
-                pass
+        parsed = as_date(value)
+        if parsed is not None:
+            return parsed
         self.problems.add(f"config key '{key}': expected a date YYYY-MM-DD, got {value!r}")
         return None
 
@@ -229,6 +223,20 @@ class _Reader:
                     self.problems.add(f"config key '{key}': '{v}' is listed twice; names must be unique")
                 seen.add(v)
         return tuple(out)
+
+
+def as_date(value: Any) -> dt.date | None:
+    """A date, datetime or ISO 'YYYY-MM-DD' text as a date; None when it is none of these."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    return None
 
 
 def _kind(v: Any) -> str:

@@ -269,6 +269,14 @@ class _Collector:
             self.problems.add(f"{prefix}: row {i + 1}{deal}: {what}{val}")
 
 
+def _rows_by_value(mask: np.ndarray, values: list) -> dict[object, list[int]]:
+    """The rows flagged by ``mask``, grouped by their value (in order of first appearance)."""
+    out: dict[object, list[int]] = {}
+    for i in np.flatnonzero(mask):
+        out.setdefault(values[i], []).append(int(i))
+    return out
+
+
 def _col_label(cfg: DataConfig, canonical: str) -> str:
     real = cfg.column(canonical)
     plain = canonical.removeprefix("history_")
@@ -371,12 +379,8 @@ def load(config: Config) -> CRMData:
         status[(status < 0) & ~pc.is_null(status_raw).to_numpy(zero_copy_only=False)] = wildcard
     unknown = (status < 0) & keep
     if unknown.any():
-        raw_list = status_raw.to_pylist()
         known = [v for vals in cfg.status_values.values() for v in vals]
-        seen: dict[object, list[int]] = {}
-        for i in np.flatnonzero(unknown):
-            seen.setdefault(raw_list[i], []).append(int(i))
-        for value, rows in seen.items():
+        for value, rows in _rows_by_value(unknown, status_raw.to_pylist()).items():
             what = "empty status" if value is None else f"unknown status value '{value}'"
             probs.add(
                 f"{dpath}: {_col_label(cfg, 'status')}: {what} in {len(rows)} row(s), first row {rows[0] + 1}"
@@ -523,11 +527,7 @@ def _load_history(config: Config, c: _Collector, ids: np.ndarray, created: np.nd
     sidx = stage_idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
     unknown = (sidx < 0) & keep
     if unknown.any():
-        raw = stage_raw.to_pylist()
-        seen: dict[object, list[int]] = {}
-        for i in np.flatnonzero(unknown):
-            seen.setdefault(raw[i], []).append(int(i))
-        for value, rows in seen.items():
+        for value, rows in _rows_by_value(unknown, stage_raw.to_pylist()).items():
             what = "empty stage" if value is None else f"unknown stage '{value}'"
             probs.add(
                 f"{hname}: {_col_label(cfg, 'stage')}: {what} in {len(rows)} row(s), first row {rows[0] + 1} "

@@ -27,8 +27,6 @@ import datetime as dt
 import json
 import math
 import numbers
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from forecaster.config import as_date
 from forecaster.errors import ConfigError
+from forecaster.files import write_atomic, write_with
 
 __all__ = ["generate"]
 
@@ -510,8 +510,8 @@ def generate(out_dir: str | Path, *, seed: int = 0, start: dt.date = dt.date(202
     paths = {name: out / file for name, file in (
         ("deals", "deals.parquet"), ("stage_history", "stage_history.parquet"),
         ("config", "forecaster.yaml"), ("truth", "truth.json"))}
-    _write_atomic(paths["deals"], lambda p: pq.write_table(deals, p, compression="zstd"))
-    _write_atomic(paths["stage_history"], lambda p: pq.write_table(history, p, compression="zstd"))
+    write_with(paths["deals"], lambda p: pq.write_table(deals, p, compression="zstd"))
+    write_with(paths["stage_history"], lambda p: pq.write_table(history, p, compression="zstd"))
     realized = {_month_start(m).strftime("%Y-%m"): g for m, g in sorted(month_g.items())}
     truth = _truth(t, seed, start, end, scale, future, realized)
     _write_text(paths["truth"], json.dumps(truth, indent=2) + "\n")
@@ -544,15 +544,9 @@ def _check_args(seed: Any, start: Any, end: Any, scale: Any) -> tuple[int, dt.da
 
 
 def _as_date(value: Any, name: str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value.strip())
-        except ValueError:
-            pass
+    parsed = as_date(value)
+    if parsed is not None:
+        return parsed
     raise ConfigError(f"generate: {name} must be a date YYYY-MM-DD, got {value!r}")
 
 
@@ -595,24 +589,8 @@ def _round_sig(x: float, digits: int = 2) -> int:
     return int(round(x / step) * step)
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are shareable data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-
-    _write_atomic(path, write)
+    write_atomic(path, text)
 
 
 def _config_text(future: dict[str, Any]) -> str:
