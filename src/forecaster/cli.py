@@ -126,6 +126,75 @@ def generate(out_dir: Path, seed: int, start: dt.date, end: dt.date, scale: floa
     )
 
 
+def format_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+                        show_default=True, help="Terminal table, or exactly one JSON object on stdout.")(f)
+
+
+def load_and_fit(config: Path, as_of: dt.date | None):
+    """Config -> validated data cut at as_of -> fitted model."""
+    from forecaster import data as data_mod
+    from forecaster.config import load_config
+    from forecaster.model import fit as fit_model
+
+    cfg = load_config(config)
+    snap = data_mod.load_as_of(cfg, as_of)
+    return cfg, snap, fit_model(snap, cfg)
+
+
+@main.command()
+@config_argument
+@as_of_option
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Directory for the model (model.json + Parquet tables).")
+@handles_errors
+def fit(config: Path, as_of: dt.date | None, out_dir: Path) -> None:
+    """Fit the pipeline model as of a date and write it to a directory.
+
+    The model holds, per stage and segment, the censoring-aware time-in-stage and destination tables,
+    the arrival model of new deals and their amounts. `forecast --model DIR` reuses it.
+
+    \b
+    Example:  forecaster fit configs/example.yaml --as-of 2025-04-01 -o model/
+    """
+    from forecaster import report
+
+    cfg, snap, model = load_and_fit(config, as_of)
+    model.save(out_dir)
+    report.print_fit(model, out_dir)
+
+
+@main.command()
+@config_argument
+@as_of_option
+@click.option("--segment", multiple=True, metavar="COL=VALUE",
+              help="Only this segment (repeat for several columns), e.g. --segment product=Pro.")
+@format_option
+@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the JSON object to this file.")
+@handles_errors
+def funnel(config: Path, as_of: dt.date | None, segment: tuple[str, ...], fmt: str, out_file: Path | None) -> None:
+    """Funnel metrics per stage: conversion, win rate, time in stage, stuck deals, velocity.
+
+    All figures are censoring-aware (deals still open count as at risk, not as exits).
+
+    \b
+    Example:  forecaster funnel configs/example.yaml --segment product=Pro --format json
+    """
+    from forecaster import report
+    from forecaster.files import write_atomic
+    from forecaster.funnel import funnel as funnel_metrics
+
+    _, snap, model = load_and_fit(config, as_of)
+    result = funnel_metrics(model, snap, segment)
+    if out_file is not None:
+        write_atomic(out_file, report.dumps(result))
+    if fmt == "json":
+        click.echo(report.dumps(result))
+    else:
+        report.print_funnel(result)
+
+
 def sample_config() -> Path:
     """The bundled sample's config (package data)."""
     path = Path(str(resources.files("forecaster") / "sample" / "forecaster.yaml"))

@@ -261,19 +261,25 @@ class _Collector:
 
     def rows(self, mask: np.ndarray, ids: np.ndarray | None, prefix: str, what: str, values=None) -> None:
         """One problem line per bad row (the CLI shows the first 20 and a count)."""
-        if isinstance(values, np.ndarray):
-            values = values.tolist()
         for i in np.flatnonzero(mask):
-            deal = f" (deal '{ids[i]}')" if ids is not None and ids[i] is not None else ""
-            val = f": {values[i]!r}" if values is not None else ""
+            deal_id = _py(ids[i]) if ids is not None else None
+            deal = f" (deal '{deal_id}')" if deal_id is not None else ""
+            val = f": {_py(values[i])!r}" if values is not None else ""
             self.problems.add(f"{prefix}: row {i + 1}{deal}: {what}{val}")
 
 
-def _rows_by_value(mask: np.ndarray, values: list) -> dict[object, list[int]]:
+def _py(x: object) -> object:
+    """A Python value from an arrow scalar or numpy element (for messages only)."""
+    if isinstance(x, pa.Scalar):
+        return x.as_py()
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _rows_by_value(mask: np.ndarray, values) -> dict[object, list[int]]:
     """The rows flagged by ``mask``, grouped by their value (in order of first appearance)."""
     out: dict[object, list[int]] = {}
     for i in np.flatnonzero(mask):
-        out.setdefault(values[i], []).append(int(i))
+        out.setdefault(_py(values[i]), []).append(int(i))
     return out
 
 
@@ -344,8 +350,8 @@ def load(config: Config) -> CRMData:
     dpath = cfg.deals.name
 
     ids_arr = _blank_to_null(as_strings(deals_t[cfg.column("deal_id")].combine_chunks()))
-    ids = np.array(ids_arr.to_pylist(), dtype=object)
-    c.rows(np.array([v is None for v in ids]), None, f"{dpath}: {_col_label(cfg, 'deal_id')}", "empty deal_id")
+    ids = ids_arr.to_numpy(zero_copy_only=False)
+    c.rows(pc.is_null(ids_arr).to_numpy(zero_copy_only=False), None, f"{dpath}: {_col_label(cfg, 'deal_id')}", "empty deal_id")
 
     created, created_bad = parse_dates(deals_t[cfg.column("created_at")].combine_chunks(), cfg.date_format)
     closed, closed_bad = parse_dates(deals_t[cfg.column("closed_at")].combine_chunks(), cfg.date_format)
@@ -361,8 +367,8 @@ def load(config: Config) -> CRMData:
     else:
         c.rows(no_created, ids, f"{dpath}: {_col_label(cfg, 'created_at')}", "empty date")
     created_label = f"{dpath}: {_col_label(cfg, 'created_at')}"
-    c.rows(created_bad & keep, ids, created_label, "unparseable date", raw_created.to_pylist())
-    c.rows(closed_bad & keep, ids, f"{dpath}: {_col_label(cfg, 'closed_at')}", "unparseable date", raw_closed.to_pylist())
+    c.rows(created_bad & keep, ids, created_label, "unparseable date", raw_created)
+    c.rows(closed_bad & keep, ids, f"{dpath}: {_col_label(cfg, 'closed_at')}", "unparseable date", raw_closed)
 
     # Status values, mapped case-insensitively; one line per distinct unknown value.
     status_raw = _blank_to_null(as_strings(deals_t[cfg.column("status")].combine_chunks()))
@@ -380,7 +386,7 @@ def load(config: Config) -> CRMData:
     unknown = (status < 0) & keep
     if unknown.any():
         known = [v for vals in cfg.status_values.values() for v in vals]
-        for value, rows in _rows_by_value(unknown, status_raw.to_pylist()).items():
+        for value, rows in _rows_by_value(unknown, status_raw).items():
             what = "empty status" if value is None else f"unknown status value '{value}'"
             probs.add(
                 f"{dpath}: {_col_label(cfg, 'status')}: {what} in {len(rows)} row(s), first row {rows[0] + 1}"
@@ -409,7 +415,7 @@ def load(config: Config) -> CRMData:
     alabel = f"{dpath}: {_col_label(cfg, 'amount')}"
     raw_amount = deals_t[cfg.column("amount")].combine_chunks()
     c.rows(a_empty & keep, ids, alabel, "empty amount")
-    c.rows(a_bad & keep, ids, alabel, "not a number", raw_amount.to_pylist())
+    c.rows(a_bad & keep, ids, alabel, "not a number", raw_amount)
     c.rows((amount < 0) & ~a_bad & keep, ids, alabel, "negative amount", amount)
     c.warn("zero_amount", int(((amount == 0) & ~a_empty & ~a_bad & keep).sum()), "deals with zero amount")
 
@@ -424,14 +430,14 @@ def load(config: Config) -> CRMData:
     closed = np.where(early, created, closed).astype(np.int32)
 
     # Duplicate ids among kept rows.
-    kept_ids = ids[keep]
-    if len(kept_ids):
-        uniq, first, counts = np.unique(kept_ids.astype(str), return_index=True, return_counts=True)
-        kept_rows = np.flatnonzero(keep)
-        for k in np.flatnonzero(counts > 1):
+    counts = pc.value_counts(ids_arr.filter(pa.array(keep)).drop_null())
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        is_dup = pc.is_in(ids_arr, value_set=dup.field("values")).fill_null(False).to_numpy(zero_copy_only=False)
+        for value, rows in _rows_by_value(is_dup & keep, ids).items():
             probs.add(
-                f"{dpath}: {_col_label(cfg, 'deal_id')}: duplicate deal_id '{uniq[k]}' "
-                f"({counts[k]} rows, first row {kept_rows[first[k]] + 1})"
+                f"{dpath}: {_col_label(cfg, 'deal_id')}: duplicate deal_id '{value}' "
+                f"({len(rows)} rows, first row {rows[0] + 1})"
             )
     if not keep.any():
         probs.add(f"{dpath}: no deals left to use")
@@ -453,12 +459,13 @@ def load(config: Config) -> CRMData:
 
     ids = ids[keep]
     created, closed, status, amount = created[keep], closed[keep], status[keep], amount[keep]
-    dropped_ids = set(np.asarray(ids_arr.to_pylist(), dtype=object)[~keep]) if not keep.all() else set()
+    dropped_ids = ids_arr.filter(pa.array(~keep)) if not keep.all() else None
 
     sources = [str(cfg.deals)]
     digest = hashlib.sha256(file_digest(cfg.deals).encode())
     if cfg.stage_history is not None:
-        h_deal, h_stage, h_entered = _load_history(config, c, ids, created, closed, dropped_ids)
+        h_deal, h_stage, h_entered = _load_history(config, c, ids_arr.filter(pa.array(keep)), created, closed,
+                                                   dropped_ids)
         sources.append(str(cfg.stage_history))
         digest.update(file_digest(cfg.stage_history).encode())
     else:
@@ -495,8 +502,8 @@ def _same_as_previous(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _load_history(config: Config, c: _Collector, ids: np.ndarray, created: np.ndarray,
-                  closed: np.ndarray, dropped_ids: set) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _load_history(config: Config, c: _Collector, kept_ids: pa.Array, created: np.ndarray,
+                  closed: np.ndarray, dropped_ids: pa.Array | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     cfg = config.data
     probs = c.problems
     path = cfg.stage_history
@@ -509,16 +516,16 @@ def _load_history(config: Config, c: _Collector, ids: np.ndarray, created: np.nd
     h_ids = _blank_to_null(as_strings(t[cfg.column("history_deal_id")].combine_chunks()))
     stage_raw = _blank_to_null(as_strings(t[cfg.column("stage")].combine_chunks()))
     entered, bad = parse_dates(t[cfg.column("entered_at")].combine_chunks(), cfg.date_format)
-    h_ids_np = np.array(h_ids.to_pylist(), dtype=object)
+    h_ids_np = h_ids  # indexed lazily, for messages
 
     # Rows of deals dropped for a missing created_at go with them.
     keep = np.ones(len(h_ids_np), bool)
-    if dropped_ids:
-        keep = ~pc.is_in(h_ids, value_set=pa.array(list(dropped_ids), pa.string())).fill_null(False).to_numpy(zero_copy_only=False)
+    if dropped_ids is not None:
+        keep = ~pc.is_in(h_ids, value_set=dropped_ids).fill_null(False).to_numpy(zero_copy_only=False)
         c.warn("dropped_history_rows", int((~keep).sum()), "stage rows of dropped deals")
 
     elabel = f"{hname}: {_col_label(cfg, 'entered_at')}"
-    c.rows(bad & keep, h_ids_np, elabel, "unparseable date", t[cfg.column("entered_at")].combine_chunks().to_pylist())
+    c.rows(bad & keep, h_ids_np, elabel, "unparseable date", t[cfg.column("entered_at")].combine_chunks())
     c.rows((entered == NO_DATE) & ~bad & keep, h_ids_np, elabel, "empty date")
 
     # Stage names: open stages, plus the closed stages which carry no spell (deals.closed_at rules).
@@ -527,21 +534,21 @@ def _load_history(config: Config, c: _Collector, ids: np.ndarray, created: np.nd
     sidx = stage_idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
     unknown = (sidx < 0) & keep
     if unknown.any():
-        for value, rows in _rows_by_value(unknown, stage_raw.to_pylist()).items():
+        for value, rows in _rows_by_value(unknown, stage_raw).items():
             what = "empty stage" if value is None else f"unknown stage '{value}'"
             probs.add(
                 f"{hname}: {_col_label(cfg, 'stage')}: {what} in {len(rows)} row(s), first row {rows[0] + 1} "
-                f"(deal '{h_ids_np[rows[0]]}'){suggest(value, names) if value else ''}; "
+                f"(deal '{_py(h_ids_np[rows[0]])}'){suggest(value, names) if value else ''}; "
                 f"stages in the config: {', '.join(names)}"
             )
 
-    deal_idx = pc.index_in(h_ids, value_set=pa.array(ids.tolist(), pa.string()))
+    deal_idx = pc.index_in(h_ids, value_set=kept_ids)
     didx = deal_idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
     orphan = (didx < 0) & keep
     if orphan.any():
         orphan_ids: dict[object, int] = {}
         for i in np.flatnonzero(orphan):
-            orphan_ids.setdefault(h_ids_np[i], int(i))
+            orphan_ids.setdefault(_py(h_ids_np[i]), int(i))
         for value, row in orphan_ids.items():
             probs.add(f"{hname}: {_col_label(cfg, 'history_deal_id')}: row {row + 1}: deal '{value}' is not in the deals table")
     probs.raise_if_any()

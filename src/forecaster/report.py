@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -102,3 +103,62 @@ def to_jsonable(x: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2, allow_nan=False)
+
+
+def days(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:,.0f}"
+
+
+def pct(x: float) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def print_fit(model: Any, out_dir: Path) -> None:
+    """What `fit` learned: per stage and segment the data behind each table."""
+    out = console()
+    from forecaster.data import to_date as _to_date
+
+    out.print(f"fitted as of {_to_date(model.as_of)} on {model.meta['n_deals']:,} deals, "
+              f"{model.meta['n_spells']:,} stage spells; wrote {out_dir}")
+    table = Table(title="Data behind each stage table (own spells / exits, weight of own data)",
+                  title_justify="left")
+    table.add_column("stage")
+    table.add_column("entered", justify="right")
+    table.add_column("prior m", justify="right")
+    for g in range(model.n_groups):
+        table.add_column(model.group_name(g), justify="right")
+    n_s = model.n_stages
+    for s, name in enumerate(model.stages):
+        cells = [f"{model.cell_spells[g * n_s + s]:,}/{model.cell_exits[g * n_s + s]:,} "
+                 f"{pct(model.cell_weight[g * n_s + s])}" for g in range(model.n_groups)]
+        m = model.prior_strength[s]
+        table.add_row(name, f"{model.entered[s]:,}", "-" if model.n_groups == 1 else f"{m:,.0f}", *cells)
+    out.print(table)
+    aw = model.meta["arrival_window"]
+    rate = model.arrivals.rate.sum()
+    disp = "negative binomial" if aw["overdispersed"] else "Poisson"
+    out.print(f"new deals: {rate * 7:,.1f} per week from {aw['start']} ({aw['days']} days, {aw['deals']:,} deals); "
+              f"counts {disp} (dispersion {aw['dispersion']:.2f})")
+
+
+def print_funnel(f: dict[str, Any]) -> None:
+    out = console()
+    seg = "" if f["segment"] == "all" else f" ({f['segment']})"
+    table = Table(title=f"Funnel as of {f['as_of']}{seg}", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False, collapse_padding=True)
+    for col, just in (("stage", "left"), ("entered", "right"), ("open", "right"), ("open value", "right"),
+                      ("forward", "right"), ("lost", "right"), ("win rate", "right"), ("median d", "right"),
+                      ("p90 d", "right"), ("stale", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for s in f["stages"]:
+        lost = list(s["p_exit"].values())[-1]
+        table.add_row(s["stage"], f"{s['entered']:,}", f"{s['open_deals']:,}", money(s["open_amount"]),
+                      pct(1.0 - lost), pct(lost), pct(s["win_rate"]), days(s["median_days"]),
+                      days(s["p90_days"]), f"{s['stale_deals']:,}")
+    out.print(table)
+    o = f["overall"]
+    out.print(f"win rate {pct(o['win_rate'])} of new deals; average won deal {money(o['avg_won_amount'])}; "
+              f"median cycle {days(o['cycle_days_median'])} days")
+    out.print(f"open pipeline {o['open_deals']:,} deals, {money(o['open_amount'])}; "
+              f"velocity {money(o['velocity_per_day'])} per day")
+    out.print(f"bottleneck: {f['bottleneck']} (most value lost per new deal)")

@@ -1,0 +1,176 @@
+"""The funnel view of a fitted model, as revenue ops reads it (conversion, time in stage, stuck deals).
+
+All figures come from the fitted (censoring-aware) tables, not from naive counts of closed deals:
+- ``p_exit``: shares of each destination among deals that leave the stage (table + tail; sums to 1);
+- ``win_rate``: P(eventually won | entered the stage), absorbing-chain algebra per segment
+  (B = (I - Q)^-1 R), mixed over segments by their share of the stage's spells;
+- ``median_days`` / ``p90_days``: quantiles of time in stage from the mixture survival curve;
+- ``stale_deals``: open deals older than the stage's p90;
+- ``bottleneck``: the stage losing the most value per deal entering the funnel (docs/model.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from forecaster.data import OPEN, WON, CRMData, to_date
+from forecaster.errors import ConfigError
+from forecaster.model import PipelineModel, deal_cells, group_index, spells
+
+HORIZON_DAYS = 3650  # quantiles are searched up to ten years, tail included
+
+
+def cell_curve(model: PipelineModel, c: int, days: int = HORIZON_DAYS) -> np.ndarray:
+    """S(d) for d = 0 .. days-1 of cell c, the geometric tail continuing the table."""
+    st = model.stage
+    s = st.surv[st.cell_off[c]:st.cell_off[c + 1]]
+    L = len(s)
+    out = np.empty(days)
+    k = min(L, days)
+    out[:k] = s[:k]
+    if days > L:
+        out[L:] = s[-1] * (1.0 - st.tail_h[c]) ** np.arange(1, days - L + 1)
+    return out
+
+
+def cell_exit_shares(model: PipelineModel, c: int) -> np.ndarray:
+    """P(destination k | leaves cell c) [K]: the exit-day distribution times each day's shares."""
+    st = model.stage
+    lo, hi = st.cell_off[c], st.cell_off[c + 1]
+    s = st.surv[lo:hi]
+    mass = np.r_[1.0, s[:-1]] - s
+    p = mass @ st.bin_p[st.day_bin[lo:hi]] + s[-1] * st.bin_p[st.tail_bin[c]]
+    return p / p.sum()
+
+
+def absorption(p_exit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From exit shares [S, S+2]: fundamental matrix N = (I - Q)^-1 and B = N R (won, lost)."""
+    n_s = p_exit.shape[0]
+    q = p_exit[:, :n_s]
+    r = p_exit[:, n_s:]
+    n = np.linalg.inv(np.eye(n_s) - q)
+    return n, n @ r
+
+
+def quantile(curve: np.ndarray, q: float) -> float:
+    hit = np.flatnonzero(curve <= 1.0 - q + 1e-12)
+    return float(hit[0]) if len(hit) else float("inf")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which groups a funnel covers (all, or those matching --segment COL=VALUE)."""
+
+    groups: np.ndarray
+    label: str
+
+
+def select_groups(model: PipelineModel, segment: tuple[str, ...] = ()) -> Selection:
+    keep = np.ones(model.n_groups, bool)
+    labels = []
+    for item in segment:
+        if "=" not in item:
+            raise ConfigError(f"--segment '{item}': expected COLUMN=VALUE")
+        col, val = item.split("=", 1)
+        if col not in model.segment_by:
+            seg = ", ".join(model.segment_by) or "none (no segment_by in the config)"
+            raise ConfigError(f"--segment '{item}': '{col}' is not a segment column; segment_by: {seg}")
+        j = model.segment_by.index(col)
+        values = sorted({g[j] for g in model.groups})
+        if val not in values:
+            raise ConfigError(f"--segment '{item}': no segment {col}={val}; values: {', '.join(values)}")
+        keep &= np.array([g[j] == val for g in model.groups])
+        labels.append(f"{col}={val}")
+    if not keep.any():
+        raise ConfigError(f"--segment {' '.join(segment)}: no deals in that combination of segments")
+    return Selection(np.flatnonzero(keep), ", ".join(labels) or "all")
+
+
+def funnel(model: PipelineModel, data: CRMData, segment: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The funnel metrics (JSON layout of `forecaster funnel --format json`)."""
+    assert data.as_of is not None
+    sel = select_groups(model, segment)
+    n_s = model.n_stages
+    K = n_s + 2
+    gsel = sel.groups
+
+    # Per group: exit shares per stage and the chain's absorption probabilities.
+    p_exit_g = np.array([[cell_exit_shares(model, g * n_s + s) for s in range(n_s)] for g in gsel])
+    b_won_g = np.array([absorption(p)[1][:, 0] for p in p_exit_g])  # [G', S]
+    w = model.cell_spells.reshape(model.n_groups, n_s)[gsel].astype(float)  # [G', S]
+    w_norm = np.where(w.sum(axis=0) > 0, w / np.where(w.sum(axis=0) > 0, w.sum(axis=0), 1), 1.0 / len(gsel))
+
+    # Open deals of the selection.
+    open_idx, cell, age, grp = deal_cells(data, model)
+    in_sel = np.isin(grp, gsel)
+    o_stage = (cell % n_s)[in_sel]
+    o_age = age[in_sel]
+    o_amount = data.amount[open_idx][in_sel]
+
+    # Spells of the selection: deals that entered each stage, and their amounts.
+    sp = spells(data)
+    dg, _ = group_index(data, model.segment_by)
+    lookup = {g: i for i, g in enumerate(model.groups)}
+    gm = np.array([lookup.get(g, -1) for g in group_index(data, model.segment_by)[1]])[dg]
+    sp_sel = np.isin(gm[sp.deal], gsel)
+    entered = np.bincount(sp.stage[sp_sel], minlength=n_s)
+    amount_in = np.bincount(sp.stage[sp_sel], weights=data.amount[sp.deal[sp_sel]], minlength=n_s)
+
+    stages = []
+    p_exit_mix = np.zeros((n_s, K))
+    for s in range(n_s):
+        p_mix = (w_norm[:, s:s + 1] * p_exit_g[:, s, :]).sum(axis=0)
+        p_exit_mix[s] = p_mix
+        curve = sum(w_norm[i, s] * cell_curve(model, int(g) * n_s + s) for i, g in enumerate(gsel))
+        p90 = quantile(curve, 0.9)
+        in_s = o_stage == s
+        names = list(model.stages) + [model.won, model.lost]
+        stages.append({
+            "stage": model.stages[s],
+            "entered": int(entered[s]),
+            "open_deals": int(in_s.sum()),
+            "open_amount": float(o_amount[in_s].sum()),
+            "p_exit": {names[k]: float(p_mix[k]) for k in range(K) if k != s},
+            "win_rate": float((w_norm[:, s] * b_won_g[:, s]).sum()),
+            "median_days": quantile(curve, 0.5),
+            "p90_days": p90,
+            "stale_deals": int((o_age[in_s] > p90).sum()),
+        })
+
+    # Overall: entry mix of new deals, recent won amounts, cycle of won deals.
+    rate = model.arrivals.rate[gsel]
+    entry = (rate[:, None] * model.arrivals.entry_p[gsel]).sum(axis=0)
+    entry = entry / entry.sum() if entry.sum() > 0 else np.eye(n_s)[0]
+    n_fund, _ = absorption(p_exit_mix)
+    visits = entry @ n_fund
+    win_rate = float(sum(entry[s] * stages[s]["win_rate"] for s in range(n_s)))
+    deal_sel = np.isin(gm, gsel)
+    won = deal_sel & (data.status == WON)
+    recent_won = won & (data.closed >= data.as_of - model.meta.get("fit", {}).get("lookback_days", 365))
+    use = recent_won if recent_won.any() else won
+    avg_won = float(data.amount[use].mean()) if use.any() else 0.0
+    cycle = float(np.median(data.closed[use] - data.created[use])) if use.any() else float("nan")
+    velocity = (len(o_stage) * win_rate * avg_won / cycle) if cycle and cycle > 0 else 0.0
+    mean_amount_in = np.where(entered > 0, amount_in / np.maximum(entered, 1), 0.0)
+    lost_value = visits * p_exit_mix[:, n_s + 1] * mean_amount_in
+    return {
+        "as_of": to_date(data.as_of).isoformat(),
+        "segment": sel.label,
+        "stages": stages,
+        "overall": {
+            "win_rate": win_rate,
+            "avg_won_amount": avg_won,
+            "cycle_days_median": cycle,
+            "open_deals": int(len(o_stage)),
+            "open_amount": float(o_amount.sum()),
+            "velocity_per_day": float(velocity),
+        },
+        "bottleneck": model.stages[int(np.argmax(lost_value))],
+        "bottleneck_lost_value_per_new_deal": {model.stages[s]: float(lost_value[s]) for s in range(n_s)},
+    }
+
+
+__all__ = ["funnel", "absorption", "cell_exit_shares", "cell_curve", "select_groups", "OPEN"]

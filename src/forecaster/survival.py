@@ -1,0 +1,171 @@
+"""Discrete-time competing risks with right censoring (formulas: ../shared/MODEL.md).
+
+A spell is a stay in one stage: ``dur`` whole days and a destination ``dest`` if it ended before the
+as-of date, or censored at age ``a`` (it survived days 0 .. a-1) if still open. On days d = 0, 1, ...:
+
+- ``n(d)``: spells at risk (exit day >= d, or censored with age > d);
+- ``e_k(d)``: exits to destination k on day d;
+- hazards ``h_k(d) = e_k(d) / n(d)``, Kaplan-Meier ``S(d) = prod_{j<=d} (1 - h(j))``,
+  Aalen-Johansen ``F_k(d) = sum_{j<=d} S(j-1) h_k(j)``.
+
+Everything here is vectorised numpy over the spells of one cell (segment x stage); callers loop
+over cells, of which there are few.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RiskCounts:
+    """At-risk and exit counts on days 0 .. L-1, plus the spells' exposure for the tail.
+
+    ``at_risk`` float64 [L]; ``exits`` float64 [L, K]; ``last_at_risk`` int64 [n] (the last day each
+    spell was seen at risk: its exit day, or age - 1 if censored); ``exited`` bool [n].
+    """
+
+    at_risk: np.ndarray
+    exits: np.ndarray
+    last_at_risk: np.ndarray
+    exited: np.ndarray
+    dest: np.ndarray
+
+    @property
+    def length(self) -> int:
+        return len(self.at_risk)
+
+    @property
+    def n_spells(self) -> int:
+        return len(self.last_at_risk)
+
+    @property
+    def n_exits(self) -> int:
+        return int(self.exited.sum())
+
+    def exposure_from(self, day: int) -> float:
+        """Spell-days at risk on days >= day, including days beyond the table (censored spells)."""
+        return float(np.maximum(self.last_at_risk - day + 1, 0).sum())
+
+    def exits_from(self, day: int) -> np.ndarray:
+        """Exits per destination on days >= day."""
+        return self.exits[day:].sum(axis=0)
+
+
+def risk_counts(dur: np.ndarray, dest: np.ndarray, exited: np.ndarray, n_dest: int, length: int) -> RiskCounts:
+    """Count at-risk and exits per day for one cell's spells.
+
+    ``dur``: exit day for exited spells, age (>= 1) for censored ones. ``length`` must exceed every
+    exit day; censored spells older than the table count as at risk on every table day.
+    """
+    dur = np.asarray(dur, np.int64)
+    exited = np.asarray(exited, bool)
+    dest = np.asarray(dest, np.int64)
+    last = np.where(exited, dur, dur - 1)
+    if exited.any() and dur[exited].max() >= length:
+        raise ValueError("table shorter than the last exit day")
+    keep = last >= 0
+    ends = np.bincount(np.minimum(last[keep], length - 1), minlength=length).astype(np.float64)
+    at_risk = np.cumsum(ends[::-1])[::-1]
+    ex = np.bincount(dur[exited] * n_dest + dest[exited], minlength=length * n_dest).astype(np.float64)
+    return RiskCounts(at_risk, ex.reshape(length, n_dest), last, exited, dest)
+
+
+def survival(at_risk: np.ndarray, exits_total: np.ndarray) -> np.ndarray:
+    """Kaplan-Meier S(d) for d = 0 .. L-1 from at-risk and total exit counts (days with none at risk keep S)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(at_risk > 0, exits_total / np.where(at_risk > 0, at_risk, 1.0), 0.0)
+    return np.cumprod(1.0 - np.clip(h, 0.0, 1.0))
+
+
+def cumulative_incidence(at_risk: np.ndarray, exits: np.ndarray) -> np.ndarray:
+    """Aalen-Johansen F_k(d) [L, K]: probability of having left to k by day d."""
+    total = exits.sum(axis=1)
+    s = survival(at_risk, total)
+    s_prev = np.r_[1.0, s[:-1]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hk = np.where(at_risk[:, None] > 0, exits / np.where(at_risk > 0, at_risk, 1.0)[:, None], 0.0)
+    return np.cumsum(s_prev[:, None] * hk, axis=0)
+
+
+def quantile_day(surv: np.ndarray, tail_h: float, q: float) -> float:
+    """Smallest day d with P(T <= d) >= q, using the geometric tail beyond the table."""
+    target = 1.0 - q
+    hit = np.flatnonzero(surv <= target + 1e-12)
+    if len(hit):
+        return float(hit[0])
+    last = surv[-1]
+    if tail_h >= 1.0:
+        return float(len(surv))
+    # S(L-1+j) = last * (1-h)^j <= target  ->  j >= ln(target/last) / ln(1-h)
+    j = np.ceil(np.log(target / last) / np.log1p(-tail_h) - 1e-12)
+    return float(len(surv) - 1 + max(j, 1.0))
+
+
+def day_bins(exits_total: np.ndarray, min_exits: int) -> np.ndarray:
+    """Pool consecutive days into bins holding at least ``min_exits`` exits each (the last short bin is
+    merged into the one before), so no destination share rests on a handful of deals. int64 [L]."""
+    length = len(exits_total)
+    bins = np.zeros(length, np.int64)
+    b, acc = 0, 0.0
+    for d in range(length):
+        bins[d] = b
+        acc += exits_total[d]
+        if acc >= min_exits and d < length - 1:
+            b, acc = b + 1, 0.0
+    if b > 0 and acc < min_exits:
+        bins[bins == b] = b - 1
+    return bins
+
+
+def bin_sums(values: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """Sum rows of ``values`` [L, K] per bin -> [n_bins, K]."""
+    out = np.zeros((n_bins, values.shape[1]))
+    np.add.at(out, bins, values)
+    return out
+
+
+def tail_start(exits_total: np.ndarray, min_exits: int, share: float = 0.25) -> int:
+    """First day of the window on which the tail hazard is fitted: the last ``share`` of the exits,
+    and at least ``min_exits`` of them (or all there are)."""
+    total = exits_total.sum()
+    if total <= 0:
+        return 0
+    need = min(total, max(share * total, min_exits))
+    from_end = np.cumsum(exits_total[::-1])
+    k = int(np.searchsorted(from_end, need - 1e-9))
+    return max(len(exits_total) - 1 - k, 0)
+
+
+def dirichlet_precision(counts: np.ndarray, max_strength: float = 1e4, min_strength: float = 1.0) -> float:
+    """Empirical-Bayes prior strength m for segment shares around the pooled shares.
+
+    ``counts`` [G, K]: exits per segment and destination. Under a Dirichlet-multinomial with
+    precision m, the chi-square statistic X = sum_g sum_k n_g (p_gk - p_k)^2 / p_k has expectation
+    (K'-1) sum_g (1 + (n_g - 1) rho) with rho = 1 / (1 + m) (K' destinations seen). Solving the moment
+    equation (G-1 for the estimated p) gives rho, then m = (1 - rho) / rho, clipped to
+    [min_strength, max_strength]. Segments that differ no more than chance get the maximum strength.
+    """
+    counts = np.asarray(counts, np.float64)
+    n = counts.sum(axis=1)
+    counts = counts[n > 0]
+    n = n[n > 0]
+    g = len(n)
+    if g < 2:
+        return max_strength
+    p = counts.sum(axis=0) / n.sum()
+    seen = p > 0
+    k = int(seen.sum())
+    if k < 2:
+        return max_strength
+    share = counts[:, seen] / n[:, None]
+    x = float((n[:, None] * (share - p[seen]) ** 2 / p[seen]).sum())
+    denom = float(n.sum() - g)
+    if denom <= 0:
+        return max_strength
+    rho = (x / (k - 1) - (g - 1)) / denom
+    if rho <= 0:
+        return max_strength
+    return float(np.clip((1.0 - rho) / rho, min_strength, max_strength))
