@@ -29,7 +29,12 @@ from forecaster.survival import (
     bin_sums,
     day_bins,
     dirichlet_precision,
+    hazard_precision,
+    scaled_log_survival,
+    solve_time_scale,
     risk_counts,
+    shift_lost_odds,
+    solve_lost_log_odds,
     survival,
     tail_start,
 )
@@ -115,9 +120,7 @@ class PipelineModel:
         return len(self.groups)
 
     def group_name(self, g: int) -> str:
-        if not self.segment_by:
-            return "all"
-        return ", ".join(f"{c}={v}" for c, v in zip(self.segment_by, self.groups[g]))
+        return _group_names(self.segment_by, [self.groups[g]])[0]
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -206,7 +209,7 @@ class PipelineModel:
             amount_off=arr(a["amount_off"], np.int64),
         ).check(stage)
         meta_keys = ("version", "config_sha256", "data_fingerprint", "warnings", "fit", "n_deals", "n_spells",
-                     "arrival_window", "created")
+                     "arrival_window", "segment_effects")
         return cls(
             stages=tuple(doc["stages"]), won=doc["won"], lost=doc["lost"],
             segment_by=tuple(doc["segment_by"]), groups=tuple(tuple(g) for g in doc["groups"]),
@@ -239,61 +242,107 @@ def _shares(counts: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fit_stage(rc_pool: RiskCounts, rc_groups: list[RiskCounts], m: float, min_exits: int,
-               fallback_p: np.ndarray) -> tuple[list[_CellTable], dict[str, float]]:
-    """One stage: the pooled tables, then each segment's blended with m pseudo-spells of the pooled model."""
-    L = rc_pool.length
-    e_pool = rc_pool.exits
-    tot_pool = e_pool.sum(axis=1)
-    n_pool_exits = float(tot_pool.sum())
-    s_pool = survival(rc_pool.at_risk, tot_pool)
-    s_prev = np.r_[1.0, s_pool[:-1]]
+@dataclass
+class _Pooled:
+    """One stage's pooled model: what every segment of the stage is shrunk toward."""
+
+    rc: RiskCounts
+    hazard: np.ndarray  # h(d), [L]
+    surv: np.ndarray  # S(d), [L]
+    bins: np.ndarray  # day -> bin, [L]
+    bin_p: np.ndarray  # [n_bins, K]
+    bin_exit_share: np.ndarray  # share of the exits in each bin, [n_bins]
+    shares: np.ndarray  # exit shares over all days, [K]
+    tail_start: int
+    tail_rate: float  # lambda per day
+    tail_p: np.ndarray  # [K]
+    exposure_per_spell: float  # spell-days at risk from tail_start, per spell
+
+
+def _pool_stage(rc: RiskCounts, min_exits: int, fallback_p: np.ndarray) -> _Pooled:
+    e = rc.exits
+    tot = e.sum(axis=1)
+    n_exits = float(tot.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
-        h_pool = np.where(rc_pool.at_risk > 0, tot_pool / np.where(rc_pool.at_risk > 0, rc_pool.at_risk, 1), 0.0)
-    bins = day_bins(tot_pool, min_exits)
+        hazard = np.where(rc.at_risk > 0, tot / np.where(rc.at_risk > 0, rc.at_risk, 1), 0.0)
+    bins = day_bins(tot, min_exits)
     n_bins = int(bins.max()) + 1
-    pooled_bin_counts = bin_sums(e_pool, bins, n_bins)
-    p_bin = _shares(pooled_bin_counts, fallback_p)
+    counts = bin_sums(e, bins, n_bins)
     # Tail: constant hazard fitted on the last quarter of the exits (MLE: exits / spell-days at risk,
     # censored spells older than the table included), with the destination mix of those late exits.
-    t0 = tail_start(tot_pool, min_exits)
-    r_w = rc_pool.exposure_from(t0)
-    e_w = rc_pool.exits_from(t0)
-    n_spells = max(rc_pool.n_spells, 1)
-    if n_pool_exits > 0:
-        lam_pool = float(e_w.sum()) / max(r_w, 1.0)
-        tail_p_pool = _shares(e_w, fallback_p)
+    t0 = tail_start(tot, min_exits)
+    r_w = rc.exposure_from(t0)
+    e_w = rc.exits_from(t0)
+    if n_exits > 0:
+        lam = float(e_w.sum()) / max(r_w, 1.0)
+        tail_p = _shares(e_w, fallback_p)
     else:
         # A stage nobody has left yet: one pseudo-exit after the exposure seen, with the mix of all stages.
-        lam_pool = 1.0 / (r_w / n_spells + 1.0)
-        tail_p_pool = fallback_p
-    # Pseudo-data of m spells following the pooled model (docs/model.md).
-    pseudo_exposure = m * r_w / n_spells
-    pseudo_exits_w = lam_pool * pseudo_exposure
-    bin_exit_share = pooled_bin_counts.sum(axis=1) / max(n_pool_exits, 1.0)
+        lam = 1.0 / (r_w / max(rc.n_spells, 1) + 1.0)
+        tail_p = fallback_p
+    return _Pooled(rc, hazard, survival(rc.at_risk, tot), bins, _shares(counts, fallback_p),
+                   counts.sum(axis=1) / max(n_exits, 1.0), _shares(e.sum(axis=0), fallback_p), t0, lam, tail_p,
+                   r_w / max(rc.n_spells, 1))
 
-    tables = []
-    for rc in rc_groups:
-        if rc.n_spells == 0:
-            # Nothing of its own: the segment is the pooled model.
-            tables.append(_CellTable(s_pool, bins, p_bin, float(-np.expm1(-max(lam_pool, 1e-9))), tail_p_pool))
-            continue
-        n_b = rc.at_risk + m * s_prev
-        e_b = rc.exits.sum(axis=1) + m * s_prev * h_pool
-        with np.errstate(invalid="ignore", divide="ignore"):
-            h_b = np.where(n_b > 0, e_b / np.where(n_b > 0, n_b, 1), 0.0)
-        surv = np.cumprod(1.0 - np.clip(h_b, 0.0, 1.0))
-        counts = bin_sums(rc.exits, bins, n_bins) + (m * bin_exit_share)[:, None] * p_bin
-        bp = _shares(counts, p_bin)
-        own_w = rc.exits_from(t0)
-        lam = (own_w.sum() + pseudo_exits_w) / max(rc.exposure_from(t0) + pseudo_exposure, 1e-12)
-        if own_w.sum() + pseudo_exits_w <= 0:
-            lam = lam_pool
-        tail_counts = own_w + pseudo_exits_w * tail_p_pool
-        tail_p = _shares(tail_counts, tail_p_pool)
-        tables.append(_CellTable(surv, bins, bp, float(-np.expm1(-max(lam, 1e-9))), tail_p))
-    info = {"tail_start_day": float(t0), "tail_rate": lam_pool, "n_bins": float(n_bins), "length": float(L)}
-    return tables, info
+
+@dataclass
+class _Prior:
+    """A segment's prior for one stage: the pooled model run ``tau`` times slower (accelerated time),
+    with the odds of losing shifted by ``theta``, on the segment's own day grid."""
+
+    surv: np.ndarray  # [L_g]
+    hazard: np.ndarray  # [L_g]
+    bins: np.ndarray  # day -> row of bin_p, [L_g]; the pooled tail mix is the last row
+    bin_p: np.ndarray  # [n_bins + 1, K], shifted
+    tail_rate: float
+    tail_p: np.ndarray  # [K], shifted
+    tail_start: int
+    tau: float
+
+
+def _segment_prior(pool: _Pooled, tau: float, theta: float, lost: int) -> _Prior:
+    L = pool.rc.length
+    L_g = max(L, int(np.ceil(L * tau)))
+    days = np.arange(L_g)
+    log_s = scaled_log_survival(_log(pool.surv), pool.tail_rate, tau, days)
+    surv = np.exp(log_s)
+    hazard = 1.0 - surv / np.r_[1.0, surv[:-1]]
+    pooled_day = np.floor(days / tau).astype(np.int64)
+    n_bins = len(pool.bin_p)
+    bins = np.where(pooled_day < L, pool.bins[np.minimum(pooled_day, L - 1)], n_bins)
+    bin_p = shift_lost_odds(np.vstack([pool.bin_p, pool.tail_p]), theta, lost)
+    return _Prior(surv, np.clip(hazard, 0.0, 1.0), bins, bin_p, pool.tail_rate / tau,
+                  shift_lost_odds(pool.tail_p, theta, lost), int(np.ceil(pool.tail_start * tau)), tau)
+
+
+def _log(x: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(x, 1e-300))
+
+
+def _segment_table(pool: _Pooled, prior: _Prior, rc: RiskCounts, m: float, m_dur: float) -> _CellTable:
+    """A segment's table: its own counts plus pseudo-spells following its prior: ``m`` of them for the
+    destination shares, ``m_dur`` for the hazards and the tail."""
+    tail_h_prior = float(-np.expm1(-max(prior.tail_rate, 1e-9)))
+    if rc.n_spells == 0:
+        return _CellTable(prior.surv, prior.bins, prior.bin_p, tail_h_prior, prior.tail_p)
+    s_prev = np.r_[1.0, prior.surv[:-1]]
+    n_b = rc.at_risk + m_dur * s_prev
+    e_b = rc.exits.sum(axis=1) + m_dur * s_prev * prior.hazard
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h_b = np.where(n_b > 0, e_b / np.where(n_b > 0, n_b, 1), 0.0)
+    surv = np.cumprod(1.0 - np.clip(h_b, 0.0, 1.0))
+    n_bins = len(prior.bin_p)
+    prior_mass = bin_sums((s_prev * prior.hazard)[:, None], prior.bins, n_bins)[:, 0]
+    counts = bin_sums(rc.exits, prior.bins, n_bins) + (m * prior_mass)[:, None] * prior.bin_p
+    pseudo_exposure = m_dur * pool.exposure_per_spell * prior.tau  # the pool's exposure, in the segment's time
+    own_w = rc.exits_from(prior.tail_start)
+    pseudo_exits = prior.tail_rate * pseudo_exposure
+    if own_w.sum() + pseudo_exits > 0:
+        lam = (own_w.sum() + pseudo_exits) / max(rc.exposure_from(prior.tail_start) + pseudo_exposure, 1e-12)
+    else:
+        lam = prior.tail_rate
+    tail_p = _shares(own_w + pseudo_exits * prior.tail_p, prior.tail_p)
+    return _CellTable(surv, prior.bins, _shares(counts, prior.bin_p), float(-np.expm1(-max(lam, 1e-9))), tail_p)
 
 
 def _trim(t: _CellTable) -> _CellTable:
@@ -305,44 +354,136 @@ def _trim(t: _CellTable) -> _CellTable:
     return t
 
 
+MAX_STRENGTH = 1e4
+SEGMENT_ROUNDS = 3  # backfitting rounds of segment effects vs the pooled model
+PSEUDO_EXITS = 5.0  # segment effects: pseudo-exits at the pooled rates keep tiny segments near the pool
+
+
+def _duration_strength(priors: list[_Prior], groups: list[RiskCounts]) -> float:
+    """Pseudo-spells for the hazards of one stage: each segment's observed vs expected exits per time bin
+    under its prior (survival.hazard_precision), from pseudo-exits per bin to pseudo-spells with the
+    prior's exit mass per bin."""
+    n_bins = len(priors[0].bin_p)
+    obs = np.zeros((len(groups), n_bins))
+    exp = np.zeros((len(groups), n_bins))
+    mass = []
+    for g, (pr, rc) in enumerate(zip(priors, groups)):
+        np.add.at(obs[g], pr.bins, rc.exits.sum(axis=1))
+        np.add.at(exp[g], pr.bins, rc.at_risk * pr.hazard)
+        m_g = bin_sums((np.r_[1.0, pr.surv[:-1]] * pr.hazard)[:, None], pr.bins, n_bins)[:, 0]
+        mass.append(m_g[m_g > 0].mean() if (m_g > 0).any() else 1.0)
+    a = hazard_precision(obs, exp, n_params=len(groups))
+    if not np.isfinite(a):
+        return MAX_STRENGTH
+    return float(np.clip(a / float(np.mean(mass)), 1.0, MAX_STRENGTH))
+
+
+@dataclass
+class _SegmentSpells:
+    dur: np.ndarray
+    dest: np.ndarray
+    exited: np.ndarray
+
+    def ends(self) -> np.ndarray:
+        """Spells by the last day they were seen at risk (exit day, or age - 1 if censored)."""
+        last = np.where(self.exited, self.dur, self.dur - 1)
+        return np.bincount(last[last >= 0], minlength=1)
+
+
 def fit_stage_tables(sp: Spells, deal_group: np.ndarray, n_groups: int, n_stages: int, min_exits: int,
                      prior_strength: float | None) -> tuple[StageTables, dict[str, np.ndarray]]:
-    """Fit every cell. Returns the tables and per-cell/per-stage figures."""
+    """Fit every cell (docs/model.md). Returns the tables and per-cell/per-stage figures.
+
+    Pass 1, per stage: the pooled model and each segment's spells. Then, per segment, two effects common to
+    all its stages, fitted on all its spells: its time scale tau (accelerated time: its stays are the
+    pool's times tau) and the shift theta of the log-odds of losing given the (scaled) exit day. Pass 2:
+    each cell is its own counts plus pseudo-spells of its prior, the pooled model adjusted by tau and theta.
+    """
     K = n_stages + 2
+    lost = n_stages + 1
     grp = deal_group[sp.deal]
     all_exits = np.bincount(sp.dest[sp.exited], minlength=K).astype(float)
-    surv_parts, bin_parts, bin_rows, tails_h, tails_bin = [], [], [], [], []
-    cell_len = np.zeros(n_groups * n_stages, np.int64)
-    cell_spells = np.zeros(n_groups * n_stages, np.int64)
-    cell_exits = np.zeros(n_groups * n_stages, np.int64)
-    cell_weight = np.zeros(n_groups * n_stages)
-    strengths = np.zeros(n_stages)
     entered = np.zeros(n_stages, np.int64)
-    tail_rate = np.zeros(n_stages)
-    per_cell: dict[int, _CellTable] = {}
+    seg_spells: list[list[_SegmentSpells]] = []
+    stage_spells = []
     for s in range(n_stages):
         in_s = sp.stage == s
         entered[s] = int(in_s.sum())
         dur, dest, ex, g_s = sp.dur[in_s], sp.dest[in_s], sp.exited[in_s], grp[in_s]
-        L = int(dur[ex].max()) + 1 if ex.any() else 1
-        fallback = all_exits.copy()
-        fallback[s] = 0.0
-        fallback = fallback / fallback.sum() if fallback.sum() > 0 else np.eye(K)[n_stages + 1]
-        pool = risk_counts(dur, dest, ex, K, L)
-        groups = [risk_counts(dur[g_s == g], dest[g_s == g], ex[g_s == g], K, L) for g in range(n_groups)]
-        exit_counts = np.array([np.bincount(r.dest[r.exited], minlength=K) for r in groups], float)
-        m = prior_strength if prior_strength is not None else dirichlet_precision(exit_counts)
+        stage_spells.append((dur, dest, ex, g_s))
+        seg_spells.append([_SegmentSpells(dur[g_s == g], dest[g_s == g], ex[g_s == g]) for g in range(n_groups)])
+    exits_g = np.array([sum(int(seg_spells[s][g].exited.sum()) for s in range(n_stages)) for g in range(n_groups)])
+
+    def pooled(tau: np.ndarray) -> list[_Pooled]:
+        """Each stage's pooled model in reference time: every segment's stays divided by its time scale."""
+        out = []
+        for s, (dur, dest, ex, g_s) in enumerate(stage_spells):
+            scale = tau[g_s]
+            ref = np.where(ex, np.floor(dur / scale), np.maximum(np.floor(dur / scale), 1)).astype(np.int64)
+            L = int(ref[ex].max()) + 1 if ex.any() else 1
+            fallback = all_exits.copy()
+            fallback[s] = 0.0
+            fallback = fallback / fallback.sum() if fallback.sum() > 0 else np.eye(K)[lost]
+            out.append(_pool_stage(risk_counts(ref, dest, ex, K, L), min_exits, fallback))
+        return out
+
+    tau = np.ones(n_groups)
+    theta = np.zeros(n_groups)
+    pools = pooled(tau)
+    if n_groups > 1:
+        # Backfitting: segment effects against the pooled model, then the pooled model in reference time
+        # (so the pool's day bins do not mix fast and slow segments), centred on the average segment.
+        for _ in range(SEGMENT_ROUNDS):
+            for g in range(n_groups):
+                own = [seg_spells[s][g] for s in range(n_stages)]
+                tau[g] = solve_time_scale([x.ends() for x in own], [_log(p.surv) for p in pools],
+                                          [p.tail_rate for p in pools], float(exits_g[g]), PSEUDO_EXITS)
+            w = exits_g / max(exits_g.sum(), 1)
+            tau = tau / np.exp((w * np.log(tau)).sum())
+            pools = pooled(tau)
+            for g in range(n_groups):
+                p_lost, n_lost = [], 0.0
+                for s, pool in enumerate(pools):
+                    x = seg_spells[s][g]
+                    ref_day = np.floor(x.dur[x.exited] / tau[g]).astype(np.int64)
+                    L = pool.rc.length
+                    p_lost.append(np.where(ref_day < L, pool.bin_p[pool.bins[np.minimum(ref_day, L - 1)], lost],
+                                           pool.tail_p[lost]))
+                    n_lost += float((x.dest[x.exited] == lost).sum())
+                p_all = np.concatenate(p_lost)
+                theta[g] = solve_lost_log_odds(np.ones(len(p_all)), p_all, n_lost, PSEUDO_EXITS)
+            theta = theta - (w * theta).sum()
+
+    cell_spells = np.zeros(n_groups * n_stages, np.int64)
+    cell_exits = np.zeros(n_groups * n_stages, np.int64)
+    cell_weight = np.zeros(n_groups * n_stages)
+    strengths = np.zeros(n_stages)
+    dur_strengths = np.zeros(n_stages)
+    per_cell: dict[int, _CellTable] = {}
+    for s, pool in enumerate(pools):
+        priors = [_segment_prior(pool, float(tau[g]), float(theta[g]), lost) for g in range(n_groups)]
+        groups = [risk_counts(x.dur, x.dest, x.exited, K, len(pr.surv)) for x, pr in zip(seg_spells[s], priors)]
         if n_groups == 1:
-            m = 0.0  # the pooled model is the segment's own
+            m = m_dur = 0.0  # the pooled model is the segment's own
+        elif prior_strength is not None:
+            m = m_dur = prior_strength
+        else:
+            exit_counts = np.array([r.exits.sum(axis=0) for r in groups])
+            expected = np.array([
+                _shares((r.exits.sum(axis=1) @ pr.bin_p[pr.bins]) if r.n_exits else pr.bin_p[-1], pr.bin_p[-1])
+                for r, pr in zip(groups, priors)
+            ])
+            m = dirichlet_precision(exit_counts, max_strength=MAX_STRENGTH, expected=expected, n_params=1)
+            m_dur = _duration_strength(priors, groups)
         strengths[s] = m
-        tables, info = _fit_stage(pool, groups, m, min_exits, fallback)
-        tail_rate[s] = info["tail_rate"]
-        for g, t in enumerate(tables):
+        dur_strengths[s] = m_dur
+        for g, (rc, pr) in enumerate(zip(groups, priors)):
             c = g * n_stages + s
-            per_cell[c] = _trim(t)
-            cell_spells[c] = groups[g].n_spells
-            cell_exits[c] = groups[g].n_exits
-            cell_weight[c] = groups[g].n_exits / (groups[g].n_exits + m) if groups[g].n_exits + m > 0 else 0.0
+            per_cell[c] = _trim(_segment_table(pool, pr, rc, m, m_dur))
+            cell_spells[c] = rc.n_spells
+            cell_exits[c] = rc.n_exits
+            cell_weight[c] = rc.n_exits / (rc.n_exits + m) if rc.n_exits + m > 0 else 0.0
+    surv_parts, bin_parts, bin_rows, tails_h, tails_bin, cell_len = [], [], [], [], [], []
     for c in range(n_groups * n_stages):
         t = per_cell[c]
         base = len(bin_rows)
@@ -352,7 +493,7 @@ def fit_stage_tables(sp: Spells, deal_group: np.ndarray, n_groups: int, n_stages
         bin_parts.append(t.bins + base)
         tails_h.append(t.tail_h)
         tails_bin.append(base + len(t.bin_p))
-        cell_len[c] = len(t.surv)
+        cell_len.append(len(t.surv))
     bin_p = np.asarray(bin_rows, np.float64)
     bin_p /= bin_p.sum(axis=1, keepdims=True)
     tables = StageTables(
@@ -364,7 +505,9 @@ def fit_stage_tables(sp: Spells, deal_group: np.ndarray, n_groups: int, n_stages
         tail_bin=np.asarray(tails_bin, np.int32),
     ).check()
     figures = {"cell_spells": cell_spells, "cell_exits": cell_exits, "cell_weight": cell_weight,
-               "prior_strength": strengths, "entered": entered, "tail_rate": tail_rate}
+               "prior_strength": strengths, "duration_prior_strength": dur_strengths, "entered": entered,
+               "tail_rate": np.array([p.tail_rate for p in pools]),
+               "segment_lost_shift": theta, "segment_time_scale": tau}
     return tables, figures
 
 
@@ -528,6 +671,11 @@ def fit(data: CRMData, config: Config) -> PipelineModel:
         "fit": {"lookback_days": config.fit.lookback_days, "min_bin_exits": config.fit.min_bin_exits,
                 "prior_strength": config.fit.prior_strength, "stale_after_days": config.fit.stale_after_days,
                 "tail_rate_per_day": figs["tail_rate"].tolist()},
+        "segment_effects": {
+            model_name: {"lost_log_odds_shift": float(figs["segment_lost_shift"][g]),
+                         "time_scale": float(figs["segment_time_scale"][g])}
+            for g, model_name in enumerate(_group_names(config.segment_by, groups))
+        },
         "n_deals": data.n_deals,
         "n_spells": int(len(sp.deal)),
         "arrival_window": arr_info,
@@ -538,6 +686,12 @@ def fit(data: CRMData, config: Config) -> PipelineModel:
         cell_spells=figs["cell_spells"], cell_exits=figs["cell_exits"], cell_weight=figs["cell_weight"],
         prior_strength=figs["prior_strength"], entered=figs["entered"], meta=meta,
     )
+
+
+def _group_names(segment_by: tuple[str, ...], groups: list[tuple[str, ...]]) -> list[str]:
+    if not segment_by:
+        return ["all"]
+    return [", ".join(f"{c}={v}" for c, v in zip(segment_by, g)) for g in groups]
 
 
 def deal_cells(data: CRMData, model: PipelineModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
