@@ -118,8 +118,8 @@ def main() -> None:
     table.add_row("total", f"{figures['load_cut_fit_s']:.2f}", "")
     table.add_row("core step (spells + counts), numpy", f"{sp_best:.3f}", "")
     table.add_row("core step, reference Python loop", f"{ref_best:.2f}", "")
-    Console().print(table)
-    Console().print(f"core step: numpy {figures['ratio_reference_over_numpy_core']:.0f}x faster than the Python loop")
+    Console(width=120).print(table)
+    Console(width=120).print(f"core step: numpy {figures['ratio_reference_over_numpy_core']:.0f}x faster than the Python loop")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(figures, indent=2))
 

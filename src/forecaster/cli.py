@@ -195,6 +195,95 @@ def funnel(config: Path, as_of: dt.date | None, segment: tuple[str, ...], fmt: s
         report.print_funnel(result)
 
 
+class _Progress:
+    """A rich progress bar on stderr, shown only on a terminal and only once a run passes a second."""
+
+    def __init__(self, quiet: bool):
+        import time
+
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < 1.0 or done >= total:
+                return
+            from rich.progress import Progress
+
+            from forecaster.report import console
+
+            self.bar = Progress(console=console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("simulating", total=total)
+        self.bar.update(self.task, completed=done)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: str, quiet: bool) -> None:
+    from forecaster import report
+    from forecaster.forecast import run_forecast, write_outputs
+
+    bar = _Progress(quiet)
+    try:
+        result = run_forecast(cfg, model_dir=model_dir, progress=bar)
+    finally:
+        bar.close()
+    if out_dir is not None:
+        write_outputs(result, out_dir)
+    if fmt == "json":
+        click.echo(report.dumps(result.summary))
+    elif not quiet:
+        report.print_forecast(result.summary)
+        if out_dir is not None:
+            click.echo(f"wrote {out_dir}/summary.json, trials.parquet, deals.parquet, config.resolved.yaml")
+
+
+@main.command()
+@config_argument
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write summary.json, trials.parquet, deals.parquet and config.resolved.yaml here.")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Monte Carlo trials (default 10,000).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (same seed, same output).")
+@as_of_option
+@click.option("--start", type=DATE, default=None, help="First day of the forecast window (default: as-of).")
+@click.option("--end", type=DATE, default=None, help="Last day of the window, inclusive (default: start + 89 days).")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Reuse a model written by `forecaster fit` instead of fitting again.")
+@format_option
+@click.option("--quiet", is_flag=True, help="No table and no progress bar (JSON with --format json still prints).")
+@handles_errors
+def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int | None, as_of: dt.date | None,
+             start: dt.date | None, end: dt.date | None, model_dir: Path | None, fmt: str, quiet: bool) -> None:
+    """Forecast revenue and won deals in a window, as distributions.
+
+    Simulates every open deal from its current stage and age, and new deals arriving in the window,
+    through the fitted stage model. Flags override the config.
+
+    \b
+    Example:  forecaster forecast configs/example.yaml --trials 20000 -o out/
+    """
+    from forecaster.config import check_window, load_config
+    from forecaster.errors import Problems
+
+    cfg = load_config(config).with_forecast(trials=trials, seed=seed, as_of=as_of, start=start, end=end)
+    problems = Problems(ConfigError)
+    check_window(cfg.forecast, problems)
+    problems.raise_if_any()
+    run_and_report(cfg, out_dir, model_dir, fmt, quiet)
+
+
 def sample_config() -> Path:
     """The bundled sample's config (package data)."""
     path = Path(str(resources.files("forecaster") / "sample" / "forecaster.yaml"))
@@ -220,6 +309,10 @@ def demo() -> None:
     snap = data_mod.load_as_of_data(full, cfg, None)
     click.echo("forecaster demo: a synthetic B2B CRM bundled with the package\n")
     report.print_validation(cfg, full, snap)
+    click.echo("")
+    run_and_report(cfg, None, None, "table", False)
+    click.echo("\nNext: `forecaster funnel CONFIG` for conversion and time in stage;\n"
+               "      `forecaster forecast CONFIG -o OUT` for files; your own data: docs/data.md")
 
 
 if __name__ == "__main__":  # pragma: no cover

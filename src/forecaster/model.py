@@ -193,14 +193,14 @@ class PipelineModel:
             raise ModelError(f"{d}: cannot read the model's tables: {str(e).splitlines()[0]}") from None
         a = doc["arrivals"]
         arr = lambda x, t=np.float64: np.asarray(x, dtype=t)  # noqa: E731
-        stage = StageTables(
-            surv=days["surv"].to_numpy().astype(np.float64),
-            cell_off=np.r_[cells["cell_off"].to_numpy(), doc["L_total"]].astype(np.int64),
-            day_bin=days["day_bin"].to_numpy().astype(np.int32),
-            bin_p=np.column_stack([bins[c].to_numpy() for c in bins.column_names]).astype(np.float64),
-            tail_h=cells["tail_h"].to_numpy().astype(np.float64),
-            tail_bin=cells["tail_bin"].to_numpy().astype(np.int32),
-        ).check()
+        stage = StageTables.of(
+            surv=days["surv"].to_numpy(),
+            cell_off=np.r_[cells["cell_off"].to_numpy(), doc["L_total"]],
+            day_bin=days["day_bin"].to_numpy(),
+            bin_p=np.column_stack([bins[c].to_numpy() for c in bins.column_names]),
+            tail_h=cells["tail_h"].to_numpy(),
+            tail_bin=cells["tail_bin"].to_numpy(),
+        )
         arrivals = ArrivalTables(
             rate=arr(a["rate"]), weekday_factor=arr(a["weekday_factor"]), moq_factor=arr(a["moq_factor"]),
             gamma_shape=arr([np.inf if x is None else x for x in a["gamma_shape"]]),
@@ -496,14 +496,14 @@ def fit_stage_tables(sp: Spells, deal_group: np.ndarray, n_groups: int, n_stages
         cell_len.append(len(t.surv))
     bin_p = np.asarray(bin_rows, np.float64)
     bin_p /= bin_p.sum(axis=1, keepdims=True)
-    tables = StageTables(
-        surv=np.concatenate(surv_parts).astype(np.float64),
-        cell_off=np.r_[0, np.cumsum(cell_len)].astype(np.int64),
-        day_bin=np.concatenate(bin_parts).astype(np.int32),
+    tables = StageTables.of(
+        surv=np.concatenate(surv_parts),
+        cell_off=np.r_[0, np.cumsum(cell_len)],
+        day_bin=np.concatenate(bin_parts),
         bin_p=bin_p,
         tail_h=np.clip(np.asarray(tails_h, np.float64), 1e-9, 1.0),
-        tail_bin=np.asarray(tails_bin, np.int32),
-    ).check()
+        tail_bin=tails_bin,
+    )
     figures = {"cell_spells": cell_spells, "cell_exits": cell_exits, "cell_weight": cell_weight,
                "prior_strength": strengths, "duration_prior_strength": dur_strengths, "entered": entered,
                "tail_rate": np.array([p.tail_rate for p in pools]),
@@ -539,14 +539,14 @@ def apply_stale(stage: StageTables, stale_after_days: int) -> StageTables:
         surv.append(s[:zero + 1])
         bins.append(b[:zero + 1])
         lens.append(zero + 1)
-    return StageTables(
-        surv=np.concatenate(surv).astype(np.float64),
-        cell_off=np.r_[0, np.cumsum(lens)].astype(np.int64),
-        day_bin=np.concatenate(bins).astype(np.int32),
+    return StageTables.of(
+        surv=np.concatenate(surv),
+        cell_off=np.r_[0, np.cumsum(lens)],
+        day_bin=np.concatenate(bins),
         bin_p=np.vstack([stage.bin_p, lost_row]),
         tail_h=np.ones(stage.n_cells),
         tail_bin=np.full(stage.n_cells, lost_bin, np.int32),
-    ).check()
+    )
 
 
 # ---------------------------------------------------------------------------------------------

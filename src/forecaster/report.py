@@ -162,3 +162,35 @@ def print_funnel(f: dict[str, Any]) -> None:
     out.print(f"open pipeline {o['open_deals']:,} deals, {money(o['open_amount'])}; "
               f"velocity {money(o['velocity_per_day'])} per day")
     out.print(f"bottleneck: {f['bottleneck']} (most value lost per new deal)")
+
+
+def print_forecast(s: dict[str, Any]) -> None:
+    """The forecast as a revenue-ops lead reads it: window, pipeline, distributions, quota, breakdowns."""
+    out = console()
+    w = s["window"]
+    out.print(f"Forecast as of {s['as_of']} for {w['start']} .. {w['end']}: {s['trials']:,} trials, seed {s['seed']}")
+    new = "with" if s.get("new_deals", True) else "without"
+    out.print(f"open pipeline {s['open_deals']:,} deals, {money(s['open_amount'])}; {new} new deals arriving")
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in ("", "mean", "P10", "P50", "P90"):
+        t.add_column(col, justify="left" if col == "" else "right")
+    r, d = s["revenue"], s["won_deals"]
+    t.add_row("revenue", money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]))
+    t.add_row("won deals", f"{d['mean']:,.1f}", f"{d['p10']:,.0f}", f"{d['p50']:,.0f}", f"{d['p90']:,.0f}")
+    nr = s["from_new_deals"]["revenue"]
+    t.add_row("  of which new deals", money(nr["mean"]), money(nr["p10"]), money(nr["p50"]), money(nr["p90"]))
+    out.print(t)
+    if s.get("quota") is not None:
+        out.print(f"P(revenue >= quota {money(s['quota'])}) = {pct(s['p_quota'])}")
+    for title, rows in (("period", [(f"{p['start']} .. {p['end']}", p) for p in s["periods"]]),
+                        ("segment", list(s["segments"].items()))):
+        if len(rows) <= 1:
+            continue
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        t.add_column(title)
+        for col in ("revenue mean", "P10", "P90", "wins mean"):
+            t.add_column(col, justify="right")
+        for name, x in rows:
+            t.add_row(name, money(x["revenue"]["mean"]), money(x["revenue"]["p10"]), money(x["revenue"]["p90"]),
+                      f"{x['won_deals']['mean']:,.1f}")
+        out.print(t)

@@ -63,6 +63,18 @@ class StageTables:
     tail_h: np.ndarray
     tail_bin: np.ndarray
 
+    @classmethod
+    def of(cls, surv, cell_off, day_bin, bin_p, tail_h, tail_bin) -> StageTables:
+        """Build from array-likes with the contract's dtypes, checked."""
+        return cls(
+            surv=np.asarray(surv, np.float64),
+            cell_off=np.asarray(cell_off, np.int64),
+            day_bin=np.asarray(day_bin, np.int32),
+            bin_p=np.asarray(bin_p, np.float64),
+            tail_h=np.asarray(tail_h, np.float64),
+            tail_bin=np.asarray(tail_bin, np.int32),
+        ).check()
+
     @property
     def n_stages(self) -> int:
         """S, the number of open stages (``bin_p`` has S + 2 columns)."""
@@ -254,7 +266,7 @@ class ArrivalTables:
         for name in ("rate", "weekday_factor", "moq_factor", "entry_p"):
             nonneg(name)
         gs = self.gamma_shape
-        if np.any(~(gs > 0.0)) or np.any(np.isneginf(gs)):
+        if np.any(~(gs > 0.0)):
             g = _first_bad(~(gs > 0.0))
             p.add(f"{o}.gamma_shape: group {g} has shape {gs[g]!r}, expected > 0 (inf for plain Poisson)")
         sums = self.entry_p.sum(axis=1)

@@ -1,0 +1,256 @@
+"""Slow, obviously-correct pure-Python twin of engine.simulate (as stumpy's tests/naive.py).
+
+It reads the natural tables of docs/kernel_contract.md directly (linear search for the exit day,
+probability rows for destinations) and consumes the same random draws as the kernels:
+
+- keys and draws: a Python-int SplitMix64 written out below (test_rng checks it against rng.py);
+- Poisson and gamma variates: ``rng.poisson_nb.py_func`` / ``rng.gamma_nb.py_func``.
+
+Float sums follow the kernels' documented order (deal blocks of ``kernels.n_deal_blocks``, then new
+deals), so results must be equal, not close.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from forecaster import kernels, rng
+
+M64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+KEYMUL = 0xD1342543DE82EF95
+TWO32 = 1 << 32
+
+
+def mix64(z: int) -> int:
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+def trial_key(base: int, trial: int) -> int:
+    return mix64((base + trial * GOLDEN) & M64)
+
+
+def stream_key(tkey: int, stream: int) -> int:
+    return mix64(tkey ^ ((stream * KEYMUL) & M64))
+
+
+def draw(key: int, n: int) -> int:
+    return mix64((key + (n + 1) * GOLDEN) & M64)
+
+
+def pack_arrival(g: int, day: int, k: int) -> int:
+    return (g << 48) | (day << 28) | k
+
+
+def pick(p_row, x32: int) -> int:
+    """Destination for a 32-bit uniform: outcomes with p > 0, most likely first (ties: lower index),
+    thresholds round(cumsum * 2**32), the last one 2**32."""
+    ks = sorted((k for k in range(len(p_row)) if p_row[k] > 0.0), key=lambda k: (-p_row[k], k))
+    cum = 0.0
+    for j, k in enumerate(ks):
+        cum += float(p_row[k])
+        thr = TWO32 if j == len(ks) - 1 else min(math.floor(cum * TWO32 + 0.5), TWO32)
+        if x32 < thr:
+            return k
+    raise AssertionError("unreachable")
+
+
+def exit_day(stage, c: int, a: int, u1: float) -> int:
+    """The contract's sampling rule, read literally."""
+    off, end = int(stage.cell_off[c]), int(stage.cell_off[c + 1])
+    s = [float(x) for x in stage.surv[off:end]]
+    L = len(s)
+    h = float(stage.tail_h[c])
+    if a >= L:
+        return a if h == 1.0 else a + math.floor(math.log(1.0 - u1) / math.log1p(-h))
+    target = (1.0 if a == 0 else s[a - 1]) * (1.0 - u1)
+    for d in range(a, L):
+        if s[d] <= target:
+            return d
+    v = target / s[L - 1]
+    return L if h == 1.0 else L + math.floor(math.log(v) / math.log1p(-h))
+
+
+def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int):
+    """(cell, day, outcome, visits) as kernels.walk_nb."""
+    S = stage.n_stages
+    base = c - c % S
+    day = entered
+    n = n0
+    visits = 0
+    while True:
+        x = draw(key, n)
+        n += 1
+        visits += 1
+        d = exit_day(stage, c, a, (x >> 32) * 2.0**-32)
+        day += d
+        if day > end_off:
+            return c, day, kernels.OUT_OPEN, visits
+        L = int(stage.cell_off[c + 1] - stage.cell_off[c])
+        row = int(stage.day_bin[stage.cell_off[c] + d]) if d < L else int(stage.tail_bin[c])
+        k = pick(stage.bin_p[row], x & 0xFFFFFFFF)
+        if k == S:
+            return c, day, kernels.OUT_WON, visits
+        if k == S + 1:
+            return c, day, kernels.OUT_LOST, visits
+        c = base + k
+        a = 0
+        if visits >= kernels.MAX_STEPS:
+            return c, day, kernels.OUT_OPEN, visits
+
+
+def _period(period_start, day: int) -> int:
+    for p in range(len(period_start) - 1):
+        if period_start[p] <= day < period_start[p + 1]:
+            return p
+    raise AssertionError(day)
+
+
+class _Acc:
+    """One block's per-trial partial sums."""
+
+    def __init__(self, P: int, G: int, S: int):
+        self.rev = 0.0
+        self.wins = 0
+        self.lost = 0
+        self.prev = [0.0] * P
+        self.pwins = [0] * P
+        self.grev = [0.0] * G
+        self.gwins = [0] * G
+        self.carry_amt = [0.0] * S
+        self.carry_n = [0] * S
+
+    def book(self, outcome, cell, day, amount, group, S, start_off, period_start) -> int:
+        if outcome == kernels.OUT_OPEN:
+            self.carry_amt[cell % S] += amount
+            self.carry_n[cell % S] += 1
+            return 0
+        if day < start_off:
+            return 0
+        if outcome == kernels.OUT_LOST:
+            self.lost += 1
+            return 2
+        p = _period(period_start, day)
+        self.rev += amount
+        self.wins += 1
+        self.prev[p] += amount
+        self.pwins[p] += 1
+        self.grev[group] += amount
+        self.gwins[group] += 1
+        return 1
+
+
+def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, arrivals=None,
+             day_weekday=None, day_moq=None, amount_multiplier_new=1.0) -> dict:  # fmt: skip
+    """The same outputs as engine.simulate, as a dict of numpy arrays named like SimResult's fields."""
+    S, G = stage.n_stages, stage.n_groups
+    P = len(period_start) - 1
+    n = deals.n_deals
+    W = end_off - start_off + 1
+    sid = [int(x) for x in deals.stream_ids()]
+    base_open = int(rng.domain_key(seed, rng.DOMAIN_OPEN))
+    base_gamma = int(rng.domain_key(seed, rng.DOMAIN_GAMMA))
+    base_count = int(rng.domain_key(seed, rng.DOMAIN_COUNT))
+    base_new = int(rng.domain_key(seed, rng.DOMAIN_NEW))
+    nb = kernels.n_deal_blocks(n)
+    blocks = [range((b * n) // nb, ((b + 1) * n) // nb) for b in range(nb)]
+
+    out = {
+        "revenue": np.zeros(n_trials),
+        "won_deals": np.zeros(n_trials, np.int32),
+        "period_revenue": np.zeros((n_trials, P)),
+        "period_wins": np.zeros((n_trials, P), np.int32),
+        "group_revenue": np.zeros((n_trials, G)),
+        "group_wins": np.zeros((n_trials, G), np.int32),
+        "new_revenue": np.zeros(n_trials),
+        "new_wins": np.zeros(n_trials, np.int32),
+        "lost_deals": np.zeros(n_trials, np.int32),
+        "carried_deals": np.zeros((n_trials, S), np.int32),
+        "carried_amount": np.zeros((n_trials, S)),
+        "deal_won_trials": np.zeros(n, np.int32),
+        "deal_lost_trials": np.zeros(n, np.int32),
+        "deal_win_hist": np.zeros((n, W), np.int32),
+    }
+    deal_trials = 0
+    deal_steps = 0
+    with np.errstate(over="ignore"):
+        for t in range(n_trials):
+            accs = []
+            tkey = trial_key(base_open, t)
+            for blk in blocks:
+                acc = _Acc(P, G, S)
+                for i in blk:
+                    a = int(deals.age[i])
+                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, -a, stream_key(tkey, sid[i]), 0, end_off)
+                    deal_trials += 1
+                    deal_steps += visits
+                    r = acc.book(outcome, cell, day, float(deals.amount[i]), int(deals.group[i]), S, start_off, period_start)
+                    if r == 1:
+                        out["deal_won_trials"][i] += 1
+                        out["deal_win_hist"][i, day - start_off] += 1
+                    elif r == 2:
+                        out["deal_lost_trials"][i] += 1
+                accs.append(acc)
+            new = _Acc(P, G, S)
+            if arrivals is not None:
+                tk_gamma = trial_key(base_gamma, t)
+                tk_count = trial_key(base_count, t)
+                tk_new = trial_key(base_new, t)
+                gmul = []
+                for g in range(G):
+                    shape = float(arrivals.gamma_shape[g])
+                    if math.isinf(shape):
+                        gmul.append(1.0)
+                    else:
+                        key = np.uint64(stream_key(tk_gamma, g))
+                        gmul.append(float(rng.gamma_nb.py_func(shape, key)) / shape)
+                for day in range(end_off + 1):
+                    for g in range(G):
+                        lam = (
+                            float(arrivals.rate[g])
+                            * float(arrivals.weekday_factor[g, day_weekday[day]])
+                            * float(arrivals.moq_factor[g, day_moq[day]])
+                            * gmul[g]
+                        )
+                        if not lam > 0.0:
+                            continue
+                        count = int(rng.poisson_nb.py_func(lam, np.uint64(stream_key(tk_count, pack_arrival(g, day, 0)))))
+                        pool = arrivals.amount_pool[arrivals.amount_off[g] : arrivals.amount_off[g + 1]]
+                        for k in range(count):
+                            key = stream_key(tk_new, pack_arrival(g, day, k))
+                            x = draw(key, 0)
+                            s = pick(arrivals.entry_p[g], x >> 32)
+                            amount = float(pool[((x & 0xFFFFFFFF) * len(pool)) >> 32]) * amount_multiplier_new
+                            cell, dday, outcome, visits = walk(stage, g * S + s, 0, day, key, 1, end_off)
+                            deal_trials += 1
+                            deal_steps += visits
+                            new.book(outcome, cell, dday, amount, g, S, start_off, period_start)
+            accs.append(new)
+
+            def total(get):
+                z = 0.0 if isinstance(get(accs[0]), float) else 0
+                for acc in accs:
+                    z += get(acc)
+                return z
+
+            out["revenue"][t] = total(lambda a: a.rev)
+            out["won_deals"][t] = total(lambda a: a.wins)
+            out["lost_deals"][t] = total(lambda a: a.lost)
+            for p in range(P):
+                out["period_revenue"][t, p] = total(lambda a: a.prev[p])
+                out["period_wins"][t, p] = total(lambda a: a.pwins[p])
+            for g in range(G):
+                out["group_revenue"][t, g] = total(lambda a: a.grev[g])
+                out["group_wins"][t, g] = total(lambda a: a.gwins[g])
+            for s in range(S):
+                out["carried_amount"][t, s] = total(lambda a: a.carry_amt[s])
+                out["carried_deals"][t, s] = total(lambda a: a.carry_n[s])
+            out["new_revenue"][t] = new.rev
+            out["new_wins"][t] = new.wins
+    out["deal_trials"] = deal_trials
+    out["deal_steps"] = deal_steps
+    return out
