@@ -152,6 +152,7 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
     n = deals.n_deals
     W = end_off - start_off + 1
     sid = [int(x) for x in deals.stream_ids()]
+    start = [0] * n if deals.start is None else [int(x) for x in deals.start]
     base_open = int(rng.domain_key(seed, rng.DOMAIN_OPEN))
     base_gamma = int(rng.domain_key(seed, rng.DOMAIN_GAMMA))
     base_count = int(rng.domain_key(seed, rng.DOMAIN_COUNT))
@@ -185,7 +186,8 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
                 acc = _Acc(P, G, S)
                 for i in blk:
                     a = int(deals.age[i])
-                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, -a, stream_key(tkey, sid[i]), 0, end_off)
+                    entered = int(start[i]) - a  # the deal is in its cell from day start, aged a
+                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, entered, stream_key(tkey, sid[i]), 0, end_off)
                     deal_trials += 1
                     deal_steps += visits
                     r = acc.book(outcome, cell, day, float(deals.amount[i]), int(deals.group[i]), S, start_off, period_start)

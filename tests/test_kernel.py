@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import math
 import os
 import subprocess
@@ -59,10 +60,12 @@ def stage_tables(cells: list[dict], n_stages: int) -> StageTables:
     )
 
 
-def open_deals(cells, ages, amounts=None, n_stages=1, stream_id=None) -> OpenDeals:
+def open_deals(cells, ages, amounts=None, n_stages=1, stream_id=None, start=None) -> OpenDeals:
     cells = np.asarray(cells, np.int32)
     amounts = np.ones(len(cells)) if amounts is None else np.asarray(amounts, np.float64)
-    return OpenDeals(cells, np.asarray(ages, np.int32), amounts, (cells // n_stages).astype(np.int32), stream_id).check()
+    start = None if start is None else np.asarray(start, np.int32)
+    group = (cells // n_stages).astype(np.int32)
+    return OpenDeals(cells, np.asarray(ages, np.int32), amounts, group, stream_id, start).check()
 
 
 # A 3-stage funnel: jump probabilities per stage over (stage 0, 1, 2, won, lost).
@@ -119,8 +122,10 @@ def arrivals_tables(G, S, rate, gamma_shape, seed=0) -> ArrivalTables:
     ).check()
 
 
-def random_problem(seed=0, n_deals=70, G=2, end_off=30, start_off=3, with_arrivals=True):
-    """Empirical-looking tables (same-day exits, day-dependent bins, tails), deals of all ages."""
+def random_problem(seed=0, n_deals=70, G=2, end_off=30, start_off=3, with_arrivals=True, with_starts=False):
+    """Empirical-looking tables (same-day exits, day-dependent bins, tails), deals of all ages;
+    ``with_starts``: about half the deals start on a later day (most of them fresh, as a campaign's),
+    drawn from a separate generator so the rest of the problem is the same either way."""
     r = np.random.default_rng(seed)
     S = 3
     cells = []
@@ -141,7 +146,14 @@ def random_problem(seed=0, n_deals=70, G=2, end_off=30, start_off=3, with_arriva
             })  # fmt: skip
     stage = stage_tables(cells, S)
     cell = r.integers(0, G * S, n_deals)
-    deals = open_deals(cell, r.integers(0, 40, n_deals), r.lognormal(8, 1, n_deals).round(), S)
+    age = r.integers(0, 40, n_deals)
+    start = None
+    if with_starts:
+        r2 = np.random.default_rng([seed, 1])
+        later = r2.uniform(size=n_deals) < 0.5
+        start = np.where(later, r2.integers(0, end_off + 1, n_deals), 0)
+        age = np.where(later & (r2.uniform(size=n_deals) < 0.8), 0, age)
+    deals = open_deals(cell, age, r.lognormal(8, 1, n_deals).round(), S, start=start)
     kw = window_args(start_off, end_off, 3)
     if with_arrivals:
         kw["arrivals"] = arrivals_tables(G, S, r.uniform(0.2, 1.5, G), [np.inf, 1.5][:G], seed)
@@ -160,8 +172,10 @@ def assert_same(a, b):
 # Naive twin: exact equality
 
 
-def test_naive_twin_equal():
-    stage, deals, kw = random_problem(seed=3)
+@pytest.mark.parametrize("with_starts", [False, True])
+def test_naive_twin_equal(with_starts):
+    stage, deals, kw = random_problem(seed=3, with_starts=with_starts)
+    assert not with_starts or (deals.start > kw["start_off"]).sum() > 10
     res = engine.simulate(stage, deals, n_trials=12, seed=42, **kw, amount_multiplier_new=1.25, chunk_trials=5)
     ref = naive.simulate(stage, deals, n_trials=12, seed=42, **kw, amount_multiplier_new=1.25)
     assert kernels.n_deal_blocks(deals.n_deals) >= 3  # the block-ordered float sums are exercised
@@ -200,7 +214,9 @@ def small_problems(draw):
     age = draw(st.lists(st.integers(0, 40), min_size=n, max_size=n))
     start = draw(st.integers(0, 10))
     end = start + draw(st.integers(0, 30))
-    return stage, open_deals(cell, age, np.arange(1.0, n + 1), S), window_args(start, end, 2 if end > start else 1)
+    deal_start = draw(st.one_of(st.none(), st.lists(st.integers(0, end), min_size=n, max_size=n)))
+    deals = open_deals(cell, age, np.arange(1.0, n + 1), S, start=deal_start)
+    return stage, deals, window_args(start, end, 2 if end > start else 1)
 
 
 @settings(max_examples=60, deadline=None)
@@ -475,6 +491,79 @@ def test_step_cap_counts_deal_open():
     assert res.carried_deals.sum(axis=1).tolist() == [1, 1, 1] and res.won_deals.sum() == 0
 
 
+def test_start_deterministic_duration():
+    """A deal that starts its stage on day s with an exit exactly D days after entering is won on
+    day s + D: in the window it counts on that day; before it, nowhere; beyond it, it is carried.
+    An aged deal (a days in) that starts on day s leaves on s - a + D."""
+    D, T = 5, 50
+    surv = [1.0] * D + [0.0]  # T = D (a draw of exactly hi = 0, chance 2**-32, would exit on day 0)
+    stage = stage_tables([{"surv": surv, "bins": [[0.0, 1.0, 0.0]], "tail_h": 1.0}], 1)
+    start, age = [0, 3, 7, 12, 4], [0, 0, 0, 0, 2]
+    deals = open_deals([0] * 5, age, [1.0, 10.0, 100.0, 1000.0, 10000.0], start=start)
+    res = engine.simulate(stage, deals, n_trials=T, seed=5, **window_args(6, 14))
+    win_day = [s - a + D for s, a in zip(start, age)]  # 5, 8, 12, 17, 7
+    assert res.deal_won_trials.tolist() == [0, T, T, 0, T]
+    assert res.deal_median_win_off().tolist() == [-1, 8, 12, -1, 7]
+    for i in (1, 2, 4):
+        assert res.deal_win_hist[i, win_day[i] - 6] == T
+    assert np.all(res.revenue == 10110.0) and np.all(res.won_deals == 3)
+    assert np.all(res.carried_deals[:, 0] == 1) and np.all(res.carried_amount[:, 0] == 1000.0)
+    assert np.all(res.lost_deals == 0)
+    with pytest.raises(ValueError, match="after end_off"):
+        engine.simulate(stage, open_deals([0], [0], start=[15]), n_trials=1, seed=0, **window_args(6, 14))
+
+
+def test_start_geometric_is_a_shorter_window():
+    """Geometric durations: a deal that starts on day s sees the window shortened by s, so
+    P(won in window) = (P^(end - s + shift))[c, won] - (P^(start - 1 - s + shift))[c, won]."""
+    S, T = 3, 20_000
+    stage = geometric_tables()
+    P = daily_chain()
+    cases = [(c, a, s) for c in range(S) for a, s in ((0, 0), (0, 12), (0, 40), (5, 25))]
+    cells, ages, starts = (list(x) for x in zip(*cases))
+    deals = open_deals(cells, ages, None, S, start=starts)
+    start, end = 10, 60
+    res = engine.simulate(stage, deals, n_trials=T, seed=6, **window_args(start, end, 2))
+    for i, (c, a, s) in enumerate(cases):
+        shift = 1 if a > 0 else 0
+        for got, k in ((res.deal_p_win[i], S), (res.deal_p_lost[i], S + 1)):
+            p = matpow(P, end - s + shift)[c, k] - matpow(P, start - 1 - s + shift)[c, k]
+            assert abs(got - p) <= 4 * math.sqrt(p * (1 - p) / T) + 1e-12, (i, k)
+
+
+def test_start_shifts_the_same_draws():
+    """Common random numbers: the same deal starting s days later draws the same numbers, so
+    every trial's win day moves by exactly s."""
+    stage, deals, kw = random_problem(seed=8, n_deals=40, end_off=60, start_off=0, with_arrivals=False)
+    sid = np.arange(500, 540, dtype=np.int64)
+    s = 9
+    later = dataclasses.replace(deals, stream_id=sid, start=np.full(40, s, np.int32), age=np.zeros(40, np.int32))
+    now = dataclasses.replace(later, start=None)
+    a = engine.simulate(stage, now, n_trials=300, seed=3, **kw)
+    b = engine.simulate(stage, later, n_trials=300, seed=3, **kw)
+    assert a.deal_won_trials.sum() > 100
+    assert np.array_equal(b.deal_win_hist[:, :s], np.zeros((40, s), np.int32))
+    assert np.array_equal(b.deal_win_hist[:, s:], a.deal_win_hist[:, : 61 - s])
+
+
+def result_checksum(res) -> str:
+    h = hashlib.sha256()
+    for f in FIELDS:
+        h.update(np.ascontiguousarray(getattr(res, f)).tobytes())
+    h.update(f"{res.deal_trials},{res.deal_steps}".encode())
+    return h.hexdigest()[:16]
+
+
+def test_results_are_pinned():
+    """Every draw and every sum is part of the contract: this run's bytes were recorded before
+    ``OpenDeals.start`` existed (and before later speed work); start = 0 changes nothing."""
+    stage, deals, kw = random_problem(seed=6, n_deals=200)
+    res = engine.simulate(stage, deals, n_trials=40, seed=2024, **kw, chunk_trials=16)
+    assert result_checksum(res) == "65dd4bddff6b7ec8"
+    zero = dataclasses.replace(deals, start=np.zeros(deals.n_deals, np.int32))
+    assert_same(engine.simulate(stage, zero, n_trials=40, seed=2024, **kw, chunk_trials=16), res)
+
+
 # ---------------------------------------------------------------------------------------------
 # Determinism and common random numbers
 
@@ -583,6 +672,10 @@ def test_table_checks_name_the_problem():
         StageTables(s, good.cell_off, good.day_bin, good.bin_p, good.tail_h, good.tail_bin).check()
     with pytest.raises(ModelError, match="belongs to group"):
         OpenDeals(np.array([4], np.int32), np.array([0], np.int32), np.ones(1), np.array([0], np.int32)).check(geometric_tables(n_groups=2))
+    with pytest.raises(ModelError, match="start: deal 1 starts on day offset -2"):
+        OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32), None, np.array([0, -2], np.int32)).check()
+    with pytest.raises(ModelError, match="start: dtype int64"):
+        OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32), None, np.zeros(2, np.int64)).check()
     with pytest.raises(ModelError, match="unique"):
         OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32), np.array([3, 3])).check()
     arr = arrivals_tables(1, 3, [0.5], [np.inf])

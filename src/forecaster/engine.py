@@ -178,11 +178,18 @@ def compact_stage_tables(stage: StageTables) -> K.KernelTables:
     if order.shape[1] < width:
         order = np.concatenate([order, np.repeat(order[:, -1:], width - order.shape[1], axis=1)], axis=1)
         thr = np.concatenate([thr, np.full((thr.shape[0], width - thr.shape[1]), _TWO32, np.uint64)], axis=1)
+    C = stage.n_cells
+    off = stage.cell_off[:-1]
+    cell_hdr = np.stack([off, stage.cell_len, exit_thr[stage.cell_off[1:] - 1], np.arange(C, dtype=np.int64) << bits], axis=1)
+    dest_fast = np.zeros((order.shape[0], 4), np.int64)
+    if n_dest <= 4:
+        dest_fast[:, :3] = thr[:, :3].astype(np.int64)
+        for j in range(4):
+            dest_fast[:, 3] |= order[:, j].astype(np.int64) << (16 * j)
     return K.KernelTables(
         surv=np.ascontiguousarray(stage.surv),
         exit_thr=exit_thr,
-        last_thr=exit_thr[stage.cell_off[1:] - 1],
-        cell_off=np.ascontiguousarray(stage.cell_off),
+        cell_hdr=np.ascontiguousarray(cell_hdr, dtype=np.int64),
         guide=guide_table(stage, exit_thr, bits),
         guide_bits=bits,
         log1m_h=log1m_h,
@@ -190,6 +197,7 @@ def compact_stage_tables(stage: StageTables) -> K.KernelTables:
         tail_bin=np.ascontiguousarray(stage.tail_bin),
         dest_k=np.ascontiguousarray(order[:, :width].astype(np.int64)),
         dest_thr=np.ascontiguousarray(thr[:, :width].astype(np.int64)),
+        dest_fast=dest_fast,
         n_dest=n_dest,
         n_stages=stage.n_stages,
     )
@@ -302,7 +310,8 @@ def simulate(
 ) -> SimResult:
     """Monte Carlo forecast of the window [start_off, end_off] (inclusive day offsets from as_of).
 
-    ``stage``, ``deals``, ``arrivals``: the contract's tables (checked here). ``arrivals=None``
+    ``stage``, ``deals``, ``arrivals``: the contract's tables (checked here; ``deals.start``, when
+    given, must be <= end_off). ``arrivals=None``
     simulates open deals only; otherwise ``day_weekday`` and ``day_moq`` (int [end_off + 1], see
     ``calendar_days``) are required and new deals arrive on days 0 .. end_off, their amounts drawn
     from the pools times ``amount_multiplier_new``. ``period_start``: int offsets, strictly rising
@@ -319,6 +328,9 @@ def simulate(
         if arrivals.n_groups >= rng.MAX_GROUPS:
             raise ValueError(f"at most {rng.MAX_GROUPS - 1} groups, got {arrivals.n_groups}")
     ps, wd, mq = _check_window(start_off, end_off, period_start, n_trials, arrivals, day_weekday, day_moq, amount_multiplier_new)
+    if deals.start is not None and deals.n_deals and int(deals.start.max()) > end_off:
+        i = int(np.argmax(deals.start > end_off))
+        raise ValueError(f"OpenDeals.start: deal {i} starts on day offset {int(deals.start[i])}, after end_off = {end_off}")
     tab = compact_stage_tables(stage)
 
     S, G, P, n = stage.n_stages, stage.n_groups, ps.shape[0] - 1, deals.n_deals
@@ -347,7 +359,8 @@ def simulate(
         out_new_i=np.zeros(n_trials, np.int32),
         tkeys=np.zeros(tc_max, np.uint64),
         act_state=np.zeros((nb, tb), np.uint64),
-        **{name: np.zeros((nb, tb), np.int64) for name in ("act_tc", "act_day", "done_code", "done_day")},
+        act_code=np.zeros((nb, tb), np.int64),
+        ends=np.zeros((nb, 3 * tb), np.int64),
         dguide=np.zeros((nb, K.DEAL_GUIDE_SIZE), np.int64),
         dthr=np.zeros((nb, int(stage.cell_len.max())), np.int64),
     )
@@ -358,6 +371,7 @@ def simulate(
         amount=np.ascontiguousarray(deals.amount),
         group=np.ascontiguousarray(deals.group),
         sid=np.ascontiguousarray(deals.stream_ids()),
+        start=np.ascontiguousarray(deals.starts()),
         s_prev=deal_s_prev(stage, deals),
     )
     karr = _kernel_arrivals(arrivals, wd, mq, amount_multiplier_new, S)

@@ -17,11 +17,14 @@ Contract (the engine builds every input; nothing here checks them):
   the last positive one 2**32, padded with 2**32; ``n_dest`` the most positive shares in a row.
   The destination of the low 32 bits ``x`` is ``dest_k[row, #{m < n_dest - 1: thr[m] <= x}]``,
   the first entry with ``x < thr``.
-- Days are int offsets from as_of (day 0). A deal of age ``a`` entered its stage on day ``-a``.
+- Days are int offsets from as_of (day 0). A deal of age ``a`` and start ``s`` entered its stage
+  on day ``s - a``.
   ``KernelWindow.day_period`` int32 [end_off + 1] maps a day to its output period (-1 before
   ``start_off``).
-- ``KernelDeals``: cell, age, group int32, amount float64, sid int64 (stream id), s_prev float64
-  = S(age - 1) in the deal's cell, each [n].
+- ``KernelDeals``: cell, age, group, start int32, amount float64, sid int64 (stream id), s_prev
+  float64 = S(age - 1) in the deal's cell, each [n]. A deal's walk starts on day ``start`` (0 for
+  deals open at as_of), so its first spell exits on day ``start - age + d`` (d: the spell's exit
+  day since its entry); ``start`` changes no draw.
 - Randomness (forecaster.rng): an open deal's walk in trial ``t`` uses the stream
   ``stream_key(trial_key(keys[KEY_OPEN], t), sid)``, draw ``v`` for its ``v``-th stage visit
   (from 0). New deals: per (trial, group) a gamma stream, per (trial, group, day) a Poisson count
@@ -117,8 +120,7 @@ class KernelTables(NamedTuple):
 
     surv: np.ndarray
     exit_thr: np.ndarray
-    last_thr: np.ndarray
-    cell_off: np.ndarray
+    cell_hdr: np.ndarray
     guide: np.ndarray
     guide_bits: int
     log1m_h: np.ndarray
@@ -126,19 +128,22 @@ class KernelTables(NamedTuple):
     tail_bin: np.ndarray
     dest_k: np.ndarray
     dest_thr: np.ndarray
+    dest_fast: np.ndarray
     n_dest: int
     n_stages: int
 
 
 class KernelDeals(NamedTuple):
     """Open deals: cell, age, group int32 [n]; amount float64 [n]; sid int64 [n] (stream ids);
-    s_prev float64 [n] = S(age - 1) of the deal's cell (1 for age 0 or beyond the table)."""
+    start int32 [n] (day offset the walk starts on, 0 .. end_off); s_prev float64 [n] = S(age - 1)
+    of the deal's cell (1 for age 0 or beyond the table)."""
 
     cell: np.ndarray
     age: np.ndarray
     amount: np.ndarray
     group: np.ndarray
     sid: np.ndarray
+    start: np.ndarray
     s_prev: np.ndarray
 
 
@@ -202,10 +207,8 @@ class KernelBuffers(NamedTuple):
     out_new_i: np.ndarray
     tkeys: np.ndarray
     act_state: np.ndarray
-    act_tc: np.ndarray
-    act_day: np.ndarray
-    done_code: np.ndarray
-    done_day: np.ndarray
+    act_code: np.ndarray
+    ends: np.ndarray
     dguide: np.ndarray
     dthr: np.ndarray
 
@@ -238,16 +241,15 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
     # atomic reference-count updates per array per call (measured: 4x slower per stage visit).
     surv = tab.surv
     exit_thr = tab.exit_thr
-    last_thr = tab.last_thr
-    cell_off = tab.cell_off
+    cell_hdr = tab.cell_hdr
     guide = tab.guide
-    gbits = tab.guide_bits
     gshift = 32 - tab.guide_bits
     log1m_h = tab.log1m_h
     day_bin = tab.day_bin
     tail_bin = tab.tail_bin
     dest_k = tab.dest_k
     dest_thr = tab.dest_thr
+    dest_fast = tab.dest_fast
     n_cmp = tab.n_dest - 1
     S = tab.n_stages
     start_off = win.start_off
@@ -257,23 +259,26 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
     G = win.n_groups
     buf_f = bufs.buf_f
     buf_i = bufs.buf_i
-    dguide = bufs.dguide
-    dthr = bufs.dthr
     dshift = 32 - DEAL_GUIDE_BITS
     fc0 = 1 + P + G  # first carried-amount field; carried counts are at fc0 + 1 + s in buf_i
 
     def tail_days(q):
-        return np.int64(math.floor(min(q, TAIL_DAYS_CAP)))
+        return np.int64(math.floor(q if q < TAIL_DAYS_CAP else TAIL_DAYS_CAP))
 
-    def spell_fresh(c, hi):
+    def spell_fresh(c, hi, room):
         # Age 0, integer form of the contract's rule: S(d) <= 1 - hi / 2**32 exactly when
-        # hi <= exit_thr[d] = 2**32 - ceil(S(d) 2**32). Returns (exit day, bin row).
-        off = cell_off[_U(c)]
-        if hi > last_thr[_U(c)]:
-            L = cell_off[c + 1] - off
-            v = (1.0 - np.float64(hi) * TWO_M32) / surv[off + L - 1]
-            return L + tail_days(math.log(v) / log1m_h[c]), np.int64(tail_bin[c])
-        e = guide[_U((c << gbits) + (hi >> gshift))]
+        # hi <= exit_thr[d] = 2**32 - ceil(S(d) 2**32). Returns (exit day, bin row); an exit day
+        # beyond ``room`` (the last day of the window, counted from the spell's entry) only says
+        # "after the window": a tail exit then needs no logarithm.
+        uc = _U(c)
+        off = cell_hdr[uc, 0]
+        if hi > cell_hdr[uc, 2]:
+            L = cell_hdr[uc, 1]
+            if L > room:
+                return L, np.int64(tail_bin[uc])
+            v = (1.0 - np.float64(hi) * TWO_M32) / surv[_U(off + L - 1)]
+            return L + tail_days(math.log(v) / log1m_h[uc]), np.int64(tail_bin[uc])
+        e = guide[_U(cell_hdr[uc, 3] + (hi >> gshift))]
         d = e >> 32
         if hi <= exit_thr[_U(off + d)]:
             return d, e & 0xFFFFFFFF
@@ -282,54 +287,64 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
             d += 1
         return d, np.int64(day_bin[_U(off + d)])
 
-    def deal_tables(c, a, s_prev, b):
+    def deal_tables(c, a, s_prev, dlast, dthr_b, dguide_b):
         # One open deal (cell c, age 0 < a < L) walks all trials of a chunk from the same state, so
-        # its first-spell rule is turned into integers once: dthr[b, d] = the largest hi with
+        # its first-spell rule is turned into integers once: dthr_b[d] = the largest hi with
         # S(d) <= S(a-1) (1 - hi / 2**32) in floats, exactly as the contract computes the target
-        # (-1: none), for d = a .. L-1; and a guide dguide[b, j] = the first d >= a with
-        # dthr[b, d] >= j << dshift. With m = 2**32 - hi, 1 - hi / 2**32 is exactly m / 2**32, and
+        # (-1: none), for d = a .. dlast (the table's last day, or the last day inside the window
+        # if that comes first); and a guide dguide_b[j] = the first d >= a with
+        # dthr_b[d] >= j << dshift. With m = 2**32 - hi, 1 - hi / 2**32 is exactly m / 2**32, and
         # the float target rises with m: find the smallest m that passes from a close guess.
-        off = cell_off[c]
-        L = cell_off[c + 1] - off
-        for d in range(a, L):
+        off = cell_hdr[c, 0]
+        y_prev = -1.0
+        thr = np.int64(0)
+        for d in range(a, dlast + 1):
             y = surv[off + d]
-            m = np.int64(min(max(math.ceil(y / s_prev * TWO_32), 1.0), TWO_32 + 1.0))
-            while m > 1 and y <= s_prev * ((m - 1) * TWO_M32):
-                m -= 1
-            while m <= TWO_32_INT and not y <= s_prev * (m * TWO_M32):
-                m += 1
-            dthr[b, d] = TWO_32_INT - m
+            if y != y_prev:  # flat stretches of the table share their threshold
+                m = np.int64(min(max(math.ceil(y / s_prev * TWO_32), 1.0), TWO_32 + 1.0))
+                while m > 1 and y <= s_prev * ((m - 1) * TWO_M32):
+                    m -= 1
+                while m <= TWO_32_INT and not y <= s_prev * (m * TWO_M32):
+                    m += 1
+                thr = TWO_32_INT - m
+                y_prev = y
+            dthr_b[d] = thr
         d = a
         for j in range(DEAL_GUIDE_SIZE):
-            while d < L - 1 and dthr[b, d] < (j << dshift):
+            while d < dlast and dthr_b[d] < (j << dshift):
                 d += 1
-            dguide[b, j] = d
+            dguide_b[j] = d
 
-    def spell_aged(c, a, hi, s_prev, ub):
-        # Age a > 0, the deal's tables filled by deal_tables (or a >= L: the memoryless tail).
-        off = cell_off[c]
-        L = cell_off[c + 1] - off
-        if a >= L:
-            u1 = np.float64(hi) * TWO_M32
-            return a + tail_days(math.log(1.0 - u1) / log1m_h[c]), np.int64(tail_bin[c])
-        if hi > dthr[ub, _U(L - 1)]:  # S(L-1) > target: the tail, in floats as the contract says
+    def spell_aged(c, a, hi, s_prev, dlast, room, dthr_b, dguide_b):
+        # Age 0 < a < L, the deal's tables filled by deal_tables up to dlast.
+        if hi > dthr_b[_U(dlast)]:  # no exit by dlast
+            if dlast >= room:
+                return dlast + 1, np.int64(tail_bin[c])  # after the window: the day does not matter
+            # S(L-1) > target: the tail, in floats as the contract says.
+            off = cell_hdr[c, 0]
+            L = cell_hdr[c, 1]
             target = s_prev * (1.0 - np.float64(hi) * TWO_M32)
             return L + tail_days(math.log(target / surv[off + L - 1]) / log1m_h[c]), np.int64(tail_bin[c])
-        d = dguide[ub, _U(hi >> dshift)]
-        while hi > dthr[ub, _U(d)]:
+        d = dguide_b[_U(hi >> dshift)]
+        while hi > dthr_b[_U(d)]:
             d += 1
-        return d, np.int64(day_bin[_U(off + d)])
+        return d, np.int64(day_bin[_U(cell_hdr[c, 0] + d)])
+
+    def spell_old(c, a, hi):
+        # Age a >= L: the memoryless tail.
+        u1 = np.float64(hi) * TWO_M32
+        return a + tail_days(math.log(1.0 - u1) / log1m_h[c]), np.int64(tail_bin[c])
 
     def destination(row, x32):
         # Thresholds rise along the row: counting those <= x32 finds the first one above it,
         # without a data-dependent branch.
         r = _U(row)
-        if n_cmp <= 3:  # the usual funnel: rows padded to 4 entries, three compares unrolled
-            j = (x32 >= dest_thr[r, 0]) + (x32 >= dest_thr[r, 1]) + (x32 >= dest_thr[r, 2])
-        else:
-            j = 0
-            for m in range(n_cmp):
-                j += x32 >= dest_thr[r, _U(m)]
+        if n_cmp <= 3:  # the usual funnel: three thresholds, then the 4 outcomes in 16 bits each
+            j = (x32 >= dest_fast[r, 0]) + (x32 >= dest_fast[r, 1]) + (x32 >= dest_fast[r, 2])
+            return (dest_fast[r, 3] >> (np.int64(j) << 4)) & 0xFFFF
+        j = 0
+        for m in range(n_cmp):
+            j += x32 >= dest_thr[r, _U(m)]
         return dest_k[r, _U(j)]
 
     def walk(c, base, day, key, n):
@@ -339,7 +354,7 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
         n0 = n
         x = draw(key, n)
         n += 1
-        d, row = spell_fresh(c, np.int64(hi32(x)))
+        d, row = spell_fresh(c, np.int64(hi32(x)), end_off - day)
         while True:
             day += d
             k = destination(row, np.int64(lo32(x)))
@@ -348,7 +363,7 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
             c = base + k
             x = draw(key, n)
             n += 1
-            d, row = spell_fresh(c, np.int64(hi32(x)))
+            d, row = spell_fresh(c, np.int64(hi32(x)), end_off - day)
         if day > end_off:
             return c, day, OUT_OPEN, n - n0
         if k == S:
@@ -389,18 +404,14 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
     d_amount = deals.amount
     d_group = deals.group
     d_sid = deals.sid
+    d_start = deals.start
     d_sprev = deals.s_prev
     work = bufs.work
     deal_won = bufs.deal_won
     deal_lost = bufs.deal_lost
     deal_hist = bufs.deal_hist
     tkeys = bufs.tkeys
-    act_state = bufs.act_state
-    act_tc = bufs.act_tc
-    act_day = bufs.act_day
-    done_code = bufs.done_code
-    done_day = bufs.done_day
-    TB = act_tc.shape[1]
+    TB = bufs.act_code.shape[1]
     W = deal_hist.shape[1]
     n = d_cell.shape[0]
     nb = work.shape[0]
@@ -409,9 +420,16 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
     for b in prange(nb):
         lo = (b * n) // nb
         hi = ((b + 1) * n) // nb
-        ub = _U(b)
-        buf_f[b, :tc, :] = 0.0
-        buf_i[b, :tc, :] = 0
+        # This block's rows of the scratch arrays, as 1-d views: one pointer each in the loops.
+        act_state = bufs.act_state[b]
+        act_code = bufs.act_code[b]
+        ends = bufs.ends[b]  # won walks at [0, TB), lost at [TB, 2 TB), still open at [2 TB, 3 TB)
+        dthr_b = bufs.dthr[b]
+        dguide_b = bufs.dguide[b]
+        bf = buf_f[b]
+        bi = buf_i[b]
+        bf[:tc, :] = 0.0
+        bi[:tc, :] = 0
         steps = np.int64(0)
         for i in range(lo, hi):
             c0 = np.int64(d_cell[i])
@@ -420,99 +438,107 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
             amount = d_amount[i]
             g = np.int64(d_group[i])
             base = g * S
+            s0 = c0 - base
             sid = d_sid[i]
+            day0 = np.int64(d_start[i]) - a  # the day the deal entered its current stage
+            room0 = end_off - day0  # its first spell's last exit day inside the window
+            L0 = cell_hdr[c0, 1]
+            mode = 0 if a == 0 else (1 if a < L0 else 2)
+            dlast = min(L0 - 1, room0)
+            if mode == 1:
+                deal_tables(c0, a, s_prev, dlast, dthr_b, dguide_b)
             won_trials = 0
             lost_trials = 0
-            if 0 < a < cell_off[c0 + 1] - cell_off[c0]:
-                deal_tables(c0, a, s_prev, b)
             for tb0 in range(0, tc, TB):
                 tb = min(TB, tc - tb0)
-                m = 0
-                nd = 0
+                m = 0  # walks still going: act_state, act_code = (q << 36) | (stage << 20) | day
+                nw = 0  # walks won in the window: ends[nw] = (q << 32) | day
+                nl = TB  # walks lost in the window: ends[nl] = q
+                no = 2 * TB  # walks still open after end_off: ends[no] = (q << 16) | stage
                 # First spell (age-conditioned) of every trial in the batch.
                 for q in range(tb):
-                    tt = tb0 + q
-                    state = stream_key(tkeys[tt], sid) + GOLDEN  # draw 0 of the deal's stream
+                    state = stream_key(tkeys[_U(tb0 + q)], sid) + GOLDEN  # draw 0 of the deal's stream
                     x = mix64(state)
-                    if a > 0:
-                        d, row = spell_aged(c0, a, np.int64(hi32(x)), s_prev, ub)
+                    h32 = np.int64(hi32(x))
+                    if mode == 0:
+                        d, row = spell_fresh(c0, h32, room0)
+                    elif mode == 1:
+                        d, row = spell_aged(c0, a, h32, s_prev, dlast, room0, dthr_b, dguide_b)
                     else:
-                        d, row = spell_fresh(c0, np.int64(hi32(x)))
-                    day = d - a
+                        d, row = spell_old(c0, a, h32)
+                    day = day0 + d
                     k = destination(row, np.int64(lo32(x)))
-                    end = (day > end_off) | (k >= S)
+                    inw = (day >= start_off) & (day <= end_off)
                     um = _U(m)
-                    act_state[ub, um] = state + GOLDEN
-                    act_tc[ub, um] = (tt << 32) | (base + k)
-                    act_day[ub, um] = day
-                    m += 1 - end
-                    un = _U(nd)
-                    done_code[ub, un] = (tt << 32) | ((c0 - base) << 16) | k
-                    done_day[ub, un] = day
-                    nd += end
+                    act_state[um] = state + GOLDEN
+                    act_code[um] = (q << 36) | (k << 20) | day
+                    m += (day <= end_off) & (k < S)
+                    ends[_U(nw)] = (q << 32) | day
+                    nw += inw & (k == S)
+                    ends[_U(nl)] = q
+                    nl += inw & (k > S)
+                    ends[_U(no)] = (q << 16) | s0
+                    no += day > end_off
                 steps += tb
                 # Later spells (age 0) of the walks still going; compaction in place.
                 visits = 1
                 while m > 0 and visits < MAX_STEPS:
                     steps += m
                     m2 = 0
-                    for q in range(m):
-                        uq = _U(q)
-                        state = act_state[ub, uq]
-                        tc_ = act_tc[ub, uq]
-                        tt32 = tc_ & ~0xFFFFFFFF  # the trial, still shifted
-                        c = tc_ & 0xFFFFFFFF
+                    for j in range(m):
+                        uj = _U(j)
+                        state = act_state[uj]
+                        code = act_code[uj]
+                        q = code >> 36
+                        s = (code >> 20) & 0xFFFF
+                        day = code & 0xFFFFF
                         x = mix64(state)
-                        d, row = spell_fresh(c, np.int64(hi32(x)))
-                        day = act_day[ub, uq] + d
+                        d, row = spell_fresh(base + s, np.int64(hi32(x)), end_off - day)
+                        day += d
                         k = destination(row, np.int64(lo32(x)))
-                        end = (day > end_off) | (k >= S)
+                        inw = (day >= start_off) & (day <= end_off)
                         um = _U(m2)
-                        act_state[ub, um] = state + GOLDEN
-                        act_tc[ub, um] = tt32 | (base + k)
-                        act_day[ub, um] = day
-                        m2 += 1 - end
-                        un = _U(nd)
-                        done_code[ub, un] = tt32 | ((c - base) << 16) | k
-                        done_day[ub, un] = day
-                        nd += end
+                        act_state[um] = state + GOLDEN
+                        act_code[um] = (q << 36) | (k << 20) | day
+                        m2 += (day <= end_off) & (k < S)
+                        ends[_U(nw)] = (q << 32) | day
+                        nw += inw & (k == S)
+                        ends[_U(nl)] = q
+                        nl += inw & (k > S)
+                        ends[_U(no)] = (q << 16) | s
+                        no += day > end_off
                     m = m2
                     visits += 1
                 # Walks capped at MAX_STEPS visits stay open in the stage they moved to.
-                for q in range(m):
-                    tc_ = act_tc[b, q]
-                    done_code[b, nd] = (tc_ & ~0xFFFFFFFF) | (((tc_ & 0xFFFFFFFF) - base) << 16)
-                    done_day[b, nd] = end_off + 1
-                    nd += 1
-                # Book every walk of the batch, branch-free: 0/1 weights instead of ifs. Each
-                # trial's slab row receives one term per deal, in deal order.
-                for q in range(nd):
-                    uq = _U(q)
-                    code = done_code[ub, uq]
-                    tt = code >> 32
-                    k = code & 0xFFFF
-                    day = done_day[ub, uq]
-                    still_open = day > end_off
-                    in_window = (day >= start_off) & ~still_open
-                    won = in_window & (k == S)
-                    lost = in_window & (k > S)
-                    p = _U(max(day_period[_U(min(day, end_off))], 0))
-                    w_amount = amount * won
-                    utt = _U(tt)
-                    buf_f[ub, utt, 0] += w_amount
-                    buf_f[ub, utt, 1 + p] += w_amount
-                    buf_f[ub, utt, _U(1 + P + g)] += w_amount
-                    buf_i[ub, utt, 0] += won
-                    buf_i[ub, utt, 1] += lost
-                    buf_i[ub, utt, 2 + p] += won
-                    buf_i[ub, utt, _U(2 + P + g)] += won
-                    s = (code >> 16) & 0xFFFF
-                    buf_f[ub, utt, _U(fc0 + s)] += amount * still_open
-                    buf_i[ub, utt, _U(fc0 + 1 + s)] += still_open
-                    won_trials += won
-                    lost_trials += lost
+                for j in range(m):
+                    code = act_code[_U(j)]
+                    ends[_U(no)] = ((code >> 36) << 16) | ((code >> 20) & 0xFFFF)
+                    no += 1
+                # Book the batch: each trial's slab row gets at most one term per deal, in deal
+                # order (skipping a zero term leaves a float sum unchanged). Total wins per trial
+                # are summed from the period wins in the merge.
+                for j in range(nw):
+                    e = ends[_U(j)]
+                    utt = _U(tb0 + (e >> 32))
+                    day = e & 0xFFFFFFFF
+                    p = _U(day_period[_U(day)])
+                    bf[utt, 0] += amount
+                    bf[utt, 1 + p] += amount
+                    bf[utt, _U(1 + P + g)] += amount
+                    bi[utt, 2 + p] += 1
+                    bi[utt, _U(2 + P + g)] += 1
                     if W > 0:
-                        deal_hist[i, _U(min(max(day - start_off, 0), W - 1))] += won
+                        deal_hist[i, _U(day - start_off)] += 1
+                for j in range(TB, nl):
+                    bi[_U(tb0 + ends[_U(j)]), 1] += 1
+                for j in range(2 * TB, no):
+                    e = ends[_U(j)]
+                    utt = _U(tb0 + (e >> 16))
+                    s = e & 0xFFFF
+                    bf[utt, _U(fc0 + s)] += amount
+                    bi[utt, _U(fc0 + 1 + s)] += 1
+                won_trials += nw
+                lost_trials += nl - TB
             deal_won[i] += won_trials
             deal_lost[i] += lost_trials
         work[b, 0] = (hi - lo) * tc
@@ -596,5 +622,10 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
             for b in range(nb + 1):
                 m += buf_i[b, tt, f]
             out_i[t, f] = m
+        # Open deals book wins by period only (one field fewer per win); the total is their sum.
+        m = 0
+        for p in range(P):
+            m += out_i[t, 2 + p]
+        out_i[t, 0] = m
         out_new_f[t] = buf_f[nb, tt, 0]
         out_new_i[t] = buf_i[nb, tt, 0]

@@ -6,7 +6,8 @@ Three frozen dataclasses of numpy arrays, no pandas:
   of an exit on each day (through bins), and the constant-hazard tail beyond the table;
 - ``ArrivalTables``: per group the daily rate of new deals with its seasonality, overdispersion,
   entry stages and the pool of amounts to bootstrap from;
-- ``OpenDeals``: per open deal its cell, age in the current stage (days), amount and group.
+- ``OpenDeals``: per open deal its cell, age in the current stage (days), amount and group, and
+  optionally the day offset on which its walk starts (deals that enter during the window).
 
 ``check()`` validates dtypes, shapes and ranges and raises one ``ModelError`` listing every problem.
 The engine calls it once per run; the kernels trust what passed.
@@ -298,8 +299,18 @@ class OpenDeals:
     stream_id  int64   [n] or None  key of the deal's random stream; default 0 .. n-1. Pass a
                stable id (e.g. a hash of deal_id below 2**63) so that adding or dropping other
                deals in a scenario leaves this deal's draws unchanged. Must be unique and >= 0.
+    start      int32   [n] or None  day offset from as_of on which the deal's walk starts; default
+               None = all 0 (deals open at as_of). ``0 <= start`` (checked here) and
+               ``start <= end_off`` (checked by engine.simulate, which knows the window).
 
-    The kernel walks from as_of, so it needs only the age; the deal entered its stage on as_of - age.
+    A deal with start ``s`` and age ``a`` is in its cell on day ``s``, having entered its stage on
+    day ``s - a`` (for an open deal at as_of, ``s = 0``: it entered on as_of - age; a deal that a
+    campaign adds on a future day has ``a = 0``). Its first spell's exit day ``d`` (days since that
+    entry, drawn conditioned on ``T >= a`` as for any open deal) falls on day offset
+    ``s - a + d >= s``; from there the walk, the booking (won / lost in the window when that day is
+    in [start_off, end_off], carried when beyond end_off) and the random draws are those of any
+    open deal. ``start`` does not enter the deal's random stream: with ``start = 0`` a deal draws
+    and ends exactly as with ``start = None``.
     """
 
     cell: np.ndarray
@@ -307,6 +318,7 @@ class OpenDeals:
     amount: np.ndarray
     group: np.ndarray
     stream_id: np.ndarray | None = None
+    start: np.ndarray | None = None
 
     @property
     def n_deals(self) -> int:
@@ -317,6 +329,12 @@ class OpenDeals:
         if self.stream_id is None:
             return np.arange(self.n_deals, dtype=np.int64)
         return self.stream_id
+
+    def starts(self) -> np.ndarray:
+        """int32 [n]: ``start`` or all 0."""
+        if self.start is None:
+            return np.zeros(self.n_deals, dtype=np.int32)
+        return self.start
 
     @staticmethod
     def empty() -> OpenDeals:
@@ -337,10 +355,12 @@ class OpenDeals:
         ok &= _check_array(p, o, "group", self.group, np.int32, 1)
         if self.stream_id is not None:
             ok &= _check_array(p, o, "stream_id", self.stream_id, np.int64, 1)
+        if self.start is not None:
+            ok &= _check_array(p, o, "start", self.start, np.int32, 1)
         if not ok:
             p.raise_if_any()
         n = self.cell.shape[0]
-        names = ["age", "amount", "group"] + (["stream_id"] if self.stream_id is not None else [])
+        names = ["age", "amount", "group"] + [f for f in ("stream_id", "start") if getattr(self, f) is not None]
         for name in names:
             if getattr(self, name).shape[0] != n:
                 p.add(f"{o}.{name}: length {getattr(self, name).shape[0]}, expected {n} (as cell)")
@@ -348,6 +368,9 @@ class OpenDeals:
         if np.any(self.age < 0):
             i = _first_bad(self.age < 0)
             p.add(f"{o}.age: deal {i} has age {self.age[i]}, expected >= 0")
+        if self.start is not None and np.any(self.start < 0):
+            i = _first_bad(self.start < 0)
+            p.add(f"{o}.start: deal {i} starts on day offset {self.start[i]}, expected >= 0")
         if not np.all(np.isfinite(self.amount)):
             i = _first_bad(~np.isfinite(self.amount))
             p.add(f"{o}.amount: deal {i} has amount {self.amount[i]!r}")
