@@ -655,6 +655,30 @@ def load_as_of(config: Config, as_of: dt.date | None = None) -> CRMData:
     return load_as_of_data(load(config), config, as_of)
 
 
+def resample(data: CRMData, idx: np.ndarray) -> CRMData:
+    """The export made of deals ``idx`` (repeats allowed: a bootstrap resample), each with its stage rows.
+    Deal ids repeat with their deals; a resample is for fitting, not for forecasting its deals."""
+    idx = np.asarray(idx, np.int64)
+    n = data.n_deals
+    first = np.searchsorted(data.h_deal, np.arange(n), side="left")
+    last = np.searchsorted(data.h_deal, np.arange(n), side="right")
+    counts = (last - first)[idx]
+    new_first = np.r_[0, np.cumsum(counts)[:-1]]
+    rows = np.repeat(first[idx] - new_first, counts) + np.arange(int(counts.sum()))
+    return replace(
+        data,
+        deal_id=data.deal_id[idx],
+        created=data.created[idx],
+        closed=data.closed[idx],
+        status=data.status[idx],
+        amount=data.amount[idx],
+        attrs=data.attrs.take(pa.array(idx)),
+        h_deal=np.repeat(np.arange(len(idx), dtype=np.int32), counts),
+        h_stage=data.h_stage[rows],
+        h_entered=data.h_entered[rows],
+    )
+
+
 @dataclass(frozen=True)
 class PipelineView:
     """Open deals per stage as of the cut: what `validate` and `demo` print."""

@@ -7,6 +7,7 @@ each atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import time
@@ -20,13 +21,13 @@ import pyarrow.parquet as pq
 
 from forecaster import __version__
 from forecaster.config import DEFAULT_WINDOW_DAYS, Config, dump_config
-from forecaster.data import CRMData, load, load_as_of_data, to_date
+from forecaster.data import CRMData, load, load_as_of_data, resample, to_date
 from forecaster.engine import SimResult, calendar_days, simulate
 from forecaster.errors import ConfigError, ModelError
 from forecaster.files import write_atomic, write_with
 from forecaster.model import PipelineModel, apply_stale, deal_cells, fit
 from forecaster.results import period_bounds, summarize
-from forecaster.tables import OpenDeals
+from forecaster.tables import ArrivalTables, OpenDeals, StageTables
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,44 @@ def resolve_window(config: Config, as_of: dt.date) -> tuple[dt.date, dt.date]:
     return start, end
 
 
-def run_forecast(config: Config, *, model_dir: Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Forecast:
-    """Forecast revenue and won deals in the config's window (flags already merged into ``config``)."""
+@dataclass(frozen=True)
+class Base:
+    """Everything a forecast needs before the kernel: the config with as_of and window resolved, the
+    data as of, the model, the window in day offsets, the open deals and the (stale-adjusted) tables.
+    Scenarios start from a Base and change its tables (levers.py); the baseline is the Base itself."""
+
+    config: Config
+    data: CRMData
+    model: PipelineModel
+    start: dt.date
+    end: dt.date
+    periods: list[tuple[dt.date, dt.date]]
+    period_start: np.ndarray
+    start_off: int
+    end_off: int
+    open_idx: np.ndarray
+    cell: np.ndarray
+    age: np.ndarray
+    deals: OpenDeals
+    stage: StageTables
+    weekday: np.ndarray
+    moq: np.ndarray
+    timing: dict[str, float]
+
+    @property
+    def as_of(self) -> dt.date:
+        return to_date(self.data.as_of)
+
+    @property
+    def arrivals(self) -> ArrivalTables | None:
+        return self.model.arrivals if self.config.forecast.new_deals else None
+
+
+def prepare(config: Config, *, model_dir: Path | None = None, full: CRMData | None = None) -> Base:
+    """Load the data as of (``full``: the export already loaded, e.g. by a backtest), fit (or load) the
+    model, resolve the window and build the kernel inputs."""
     t_start = time.perf_counter()
-    full = load(config)
+    full = full if full is not None else load(config)
     if model_dir is not None:
         model = PipelineModel.load(model_dir, expect_fingerprint=full.fingerprint)
         model_as_of = to_date(model.as_of)
@@ -100,26 +134,98 @@ def run_forecast(config: Config, *, model_dir: Path | None = None,
     start_off, end_off = (start - as_of).days, (end - as_of).days
     periods = period_bounds(start, end, config.forecast.period)
     period_start = np.array([(a - as_of).days for a, _ in periods] + [end_off + 1], np.int32)
-    arrivals = model.arrivals if config.forecast.new_deals else None
     weekday, moq = calendar_days(data.as_of, end_off)
-    sim = simulate(stage, deals, n_trials=config.forecast.trials, seed=config.forecast.seed,
-                   start_off=start_off, end_off=end_off, period_start=period_start, arrivals=arrivals,
-                   day_weekday=weekday, day_moq=moq, progress=progress)
-    t_simulated = time.perf_counter()
+    return Base(config, data, model, start, end, periods, period_start, start_off, end_off, open_idx, cell, age,
+                deals, stage, weekday, moq, {"load_s": t_loaded - t_start, "fit_s": t_fitted - t_loaded})
 
+
+def simulate_base(base: Base, *, stage: StageTables | None = None, deals: OpenDeals | None = None,
+                  arrivals: ArrivalTables | None | bool = True, amount_multiplier_new: float = 1.0,
+                  n_trials: int | None = None, progress: Callable[[int, int], None] | None = None) -> SimResult:
+    """Run the kernel on the base's inputs, or on changed tables (scenarios); same seed, same streams."""
+    return simulate(stage if stage is not None else base.stage, deals if deals is not None else base.deals,
+                    n_trials=n_trials or base.config.forecast.trials, seed=base.config.forecast.seed,
+                    start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
+                    arrivals=base.arrivals if arrivals is True else (arrivals or None),
+                    day_weekday=base.weekday, day_moq=base.moq,
+                    amount_multiplier_new=amount_multiplier_new, progress=progress)
+
+
+def summarize_base(base: Base, sim: SimResult, deals: OpenDeals | None = None) -> dict[str, Any]:
+    deals = deals if deals is not None else base.deals
+    model = base.model
     summary = summarize(
-        sim, as_of=as_of, start=start, end=end, periods=periods,
+        sim, as_of=base.as_of, start=base.start, end=base.end, periods=base.periods,
         segment_names=[model.group_name(g) for g in range(model.n_groups)],
-        quota=config.forecast.quota, open_deals=len(open_idx), open_amount=float(deals.amount.sum()),
+        quota=base.config.forecast.quota, open_deals=deals.n_deals, open_amount=float(deals.amount.sum()),
         stage_names=list(model.stages),
     )
-    summary["new_deals"] = bool(config.forecast.new_deals)
-    summary["timing"] = {"load_s": t_loaded - t_start, "fit_s": t_fitted - t_loaded,
-                         "simulate_s": t_simulated - t_fitted, "total_s": time.perf_counter() - t_start}
-    summary["config_sha256"] = config.sha256
+    summary["new_deals"] = bool(base.config.forecast.new_deals)
+    summary["config_sha256"] = base.config.sha256
     summary["version"] = __version__
-    summary["data_warnings"] = data.warning_counts()
-    return Forecast(config, data, model, sim, open_idx, cell, age, summary)
+    summary["data_warnings"] = base.data.warning_counts()
+    return summary
+
+
+UNCERTAINTY_BLOCKS = 20
+
+
+def block_seed(seed: int, block: int) -> int:
+    """A seed per block of trials, derived from the user's seed only."""
+    return int((seed * 0x9E3779B97F4A7C15 + 0xD1B54A32D192ED03 * (block + 1)) % (1 << 63))
+
+
+def merge_results(parts: list[SimResult]) -> SimResult:
+    """Blocks of trials (in order) as one result: per-trial arrays concatenated, per-deal counts added."""
+    first = parts[0]
+    cat = {f: np.concatenate([getattr(p, f) for p in parts]) for f in (
+        "revenue", "won_deals", "period_revenue", "period_wins", "group_revenue", "group_wins", "new_revenue",
+        "new_wins", "lost_deals", "carried_deals", "carried_amount")}
+    add = {f: sum(getattr(p, f) for p in parts) for f in (
+        "deal_won_trials", "deal_lost_trials", "deal_win_hist", "deal_trials", "deal_steps")}
+    return dataclasses.replace(first, n_trials=sum(p.n_trials for p in parts), **cat, **add)
+
+
+def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = None) -> SimResult:
+    """The forecast's trials. With ``forecast.parameter_uncertainty``, the trials are cut into blocks and
+    each block runs on a model refitted to a bootstrap resample of the deals known at as-of (its own
+    derived seed), so the spread carries the estimation error of the tables and arrival rates too."""
+    cfg = base.config
+    if not cfg.forecast.parameter_uncertainty:
+        return simulate_base(base, progress=progress)
+    n_blocks = min(UNCERTAINTY_BLOCKS, cfg.forecast.trials)
+    sizes = np.full(n_blocks, cfg.forecast.trials // n_blocks)
+    sizes[: cfg.forecast.trials % n_blocks] += 1
+    rng = np.random.default_rng([cfg.forecast.seed, 0x0B007])
+    parts, done = [], 0
+    for b in range(n_blocks):
+        idx = rng.integers(0, base.data.n_deals, base.data.n_deals)
+        model = fit(resample(base.data, idx), cfg, base.model.groups)
+        stage = model.stage
+        if cfg.fit.stale_after_days is not None:
+            stage = apply_stale(stage, cfg.fit.stale_after_days)
+        parts.append(simulate(stage, base.deals, n_trials=int(sizes[b]), seed=block_seed(cfg.forecast.seed, b),
+                              start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
+                              arrivals=model.arrivals if cfg.forecast.new_deals else None,
+                              day_weekday=base.weekday, day_moq=base.moq))
+        done += int(sizes[b])
+        if progress is not None:
+            progress(done, cfg.forecast.trials)
+    return dataclasses.replace(merge_results(parts), seed=cfg.forecast.seed)
+
+
+def run_forecast(config: Config, *, model_dir: Path | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> Forecast:
+    """Forecast revenue and won deals in the config's window (flags already merged into ``config``)."""
+    t_start = time.perf_counter()
+    base = prepare(config, model_dir=model_dir)
+    t_prepared = time.perf_counter()
+    sim = simulate_forecast(base, progress=progress)
+    t_simulated = time.perf_counter()
+    summary = summarize_base(base, sim)
+    summary["timing"] = {**base.timing, "simulate_s": t_simulated - t_prepared,
+                         "total_s": time.perf_counter() - t_start}
+    return Forecast(base.config, base.data, base.model, sim, base.open_idx, base.cell, base.age, summary)
 
 
 def trials_table(f: Forecast) -> pa.Table:
@@ -177,4 +283,4 @@ def write_outputs(f: Forecast, out_dir: Path) -> list[Path]:
     ]
 
 
-__all__ = ["Forecast", "run_forecast", "write_outputs", "deals_table", "trials_table", "stream_ids"]
+__all__ = ["Base", "Forecast", "prepare", "simulate_base", "summarize_base", "run_forecast", "write_outputs", "deals_table", "trials_table", "stream_ids"]

@@ -306,7 +306,7 @@ def _segment_prior(pool: _Pooled, tau: float, theta: float, lost: int) -> _Prior
     days = np.arange(L_g)
     log_s = scaled_log_survival(_log(pool.surv), pool.tail_rate, tau, days)
     surv = np.exp(log_s)
-    hazard = 1.0 - surv / np.r_[1.0, surv[:-1]]
+    hazard = -np.expm1(np.diff(np.r_[0.0, log_s]))  # from log S: no 0/0 where S underflows
     pooled_day = np.floor(days / tau).astype(np.int64)
     n_bins = len(pool.bin_p)
     bins = np.where(pooled_day < L, pool.bins[np.minimum(pooled_day, L - 1)], n_bins)
@@ -651,12 +651,20 @@ def fit_arrivals(data: CRMData, deal_group: np.ndarray, n_groups: int, lookback_
 # ---------------------------------------------------------------------------------------------
 
 
-def fit(data: CRMData, config: Config) -> PipelineModel:
-    """Fit the pipeline model from a CRM export cut at its as-of date (``data.as_of``)."""
+def fit(data: CRMData, config: Config, groups: tuple[tuple[str, ...], ...] | None = None) -> PipelineModel:
+    """Fit the pipeline model from a CRM export cut at its as-of date (``data.as_of``).
+
+    ``groups``: the segment combinations to fit (default: those in the data); a bootstrap resample
+    passes the original's so that its tables line up with the original's cells."""
     if data.as_of is None:
         raise ModelError("fit needs data cut at an as-of date (data.cut)")
     n_s = len(data.stages)
-    deal_group, groups = group_index(data, config.segment_by)
+    deal_group, found = group_index(data, config.segment_by)
+    if groups is None:
+        groups = tuple(found)
+    else:
+        lookup = {g: i for i, g in enumerate(groups)}
+        deal_group = np.array([lookup[g] for g in found], np.int32)[deal_group]
     sp = spells(data)
     stage, figs = fit_stage_tables(sp, deal_group, len(groups), n_s, config.fit.min_bin_exits,
                                    config.fit.prior_strength)
@@ -674,7 +682,7 @@ def fit(data: CRMData, config: Config) -> PipelineModel:
         "segment_effects": {
             model_name: {"lost_log_odds_shift": float(figs["segment_lost_shift"][g]),
                          "time_scale": float(figs["segment_time_scale"][g])}
-            for g, model_name in enumerate(_group_names(config.segment_by, groups))
+            for g, model_name in enumerate(_group_names(config.segment_by, list(groups)))
         },
         "n_deals": data.n_deals,
         "n_spells": int(len(sp.deal)),
@@ -682,7 +690,7 @@ def fit(data: CRMData, config: Config) -> PipelineModel:
     }
     return PipelineModel(
         stages=data.stages, won=config.won, lost=config.lost, segment_by=tuple(config.segment_by),
-        groups=tuple(groups), as_of=int(data.as_of), stage=stage, arrivals=arrivals,
+        groups=tuple(tuple(g) for g in groups), as_of=int(data.as_of), stage=stage, arrivals=arrivals,
         cell_spells=figs["cell_spells"], cell_exits=figs["cell_exits"], cell_weight=figs["cell_weight"],
         prior_strength=figs["prior_strength"], entered=figs["entered"], meta=meta,
     )

@@ -194,3 +194,74 @@ def print_forecast(s: dict[str, Any]) -> None:
             t.add_row(name, money(x["revenue"]["mean"]), money(x["revenue"]["p10"]), money(x["revenue"]["p90"]),
                       f"{x['won_deals']['mean']:,.1f}")
         out.print(t)
+
+
+def _dist_row(name: str, s: dict[str, Any]) -> list[str]:
+    r = s["revenue"]
+    q = "-" if s.get("p_quota") is None else pct(s["p_quota"])
+    return [name, money(r["mean"]), money(r["p10"]), money(r["p90"]), f"{s['won_deals']['mean']:,.1f}", q]
+
+
+def print_compare(c: dict[str, Any]) -> None:
+    out = console()
+    b = c["baseline"]
+    out.print(f"Scenarios as of {b['as_of']} for {b['window']['start']} .. {b['window']['end']}: "
+              f"{b['trials']:,} paired trials, seed {b['seed']}")
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "vs baseline (95%)", "P(better)"):
+        t.add_column(col, justify="left" if col == "scenario" else "right")
+    t.add_row(*_dist_row("baseline", b), "", "")
+    for sc in c["scenarios"]:
+        d = sc["delta"]["revenue"]
+        t.add_row(*_dist_row(sc["name"], sc["summary"]),
+                  f"{money(d['mean'])} [{money(d['lo95'])}, {money(d['hi95'])}]", pct(sc["delta"]["p_better"]))
+    out.print(t)
+
+
+def print_plan(p: dict[str, Any]) -> None:
+    out = console()
+    where = f" at {p['stage']}" if p.get("stage") else ""
+    out.print(f"Plan: revenue >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever "
+              f"{p['lever']}{where} ({p['trials']:,} trials per evaluation, {p['evaluations']} evaluations)")
+    out.print(f"now: P(revenue >= target) = {pct(p['p_now'])}")
+    for line in p["answer"]:
+        out.print(f"answer: {line}", style="bold")
+    rf = p["reverse_funnel"]
+    out.print(f"reverse funnel: {money(p['target'])} at an average won deal of {money(rf['avg_won_amount'])} "
+              f"takes about {rf['wins_needed']:,.0f} wins")
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in ("stage", "win rate from stage", "deals that must enter"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for s in rf["stages"]:
+        need = "-" if s["deals_needed"] is None else f"{s['deals_needed']:,.0f}"
+        t.add_row(s["stage"], pct(s["win_rate"]), need)
+    out.print(t)
+
+
+def _fmt(x: Any, kind: str) -> str:
+    if x is None:
+        return "-"
+    return {"pct": pct, "money": money, "num": lambda v: f"{v:,.1f}", "ratio": lambda v: f"{v:+.0%}"}[kind](x)
+
+
+def print_backtest(b: dict[str, Any]) -> None:
+    """Coverage, bias and skill per method, as a revenue-ops lead reads them."""
+    out = console()
+    out.print(f"Backtest: {b['cutoffs']} cutoffs ({b['cutoff_dates'][0]} .. {b['cutoff_dates'][-1]}), window "
+              f"{b['window']}, {b['trials']:,} trials each"
+              + (", parameter uncertainty on" if b.get("parameter_uncertainty") else ""))
+    for target, block, kind in (("revenue", b, "money"), ("won deals", b["won_deals"], "num")):
+        t = Table(title=f"{target}: lower CRPS is better; coverage should match its nominal level",
+                  title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        for col in ("method", "P10-P90 (80%)", "P5-P95 (90%)", "CRPS", "median bias", "WAPE", "skill"):
+            t.add_column(col, justify="left" if col == "method" else "right")
+        for name, m in block["methods"].items():
+            sk = block["skill"].get(name)
+            t.add_row(name, _fmt(m.get("coverage_80"), "pct"), _fmt(m.get("coverage_90"), "pct"),
+                      _fmt(m.get("crps"), kind), _fmt(m.get("bias"), "ratio"), _fmt(m.get("wape"), "pct"),
+                      "" if name == "forecaster" else _fmt(sk, "ratio"))
+        out.print(t)
+        hist = block["methods"]["forecaster"].get("pit_histogram")
+        if hist:
+            out.print(f"forecaster PIT histogram {hist['counts']}: {hist['verdict']}")
+    out.print("skill = 1 - CRPS(forecaster) / CRPS(method): positive means forecaster's distribution is better")
