@@ -38,7 +38,7 @@ def with_scenarios(tmp_path, text: str):
 
 def test_inheritance_merges_levers():
     sc = {s.name: s for s in parse_scenarios(load_config(SCENARIOS))}
-    child = sc["campaign and better proposals"]
+    child = sc["campaign + proposals"]
     assert child.campaigns == sc["july campaign"].campaigns
     assert dict(child.conversion) == {"proposal": 1.1}
 
