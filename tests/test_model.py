@@ -199,3 +199,14 @@ def test_fit_invariants_and_no_leakage(tmp_path_factory, export):
         assert np.array_equal(getattr(st, name), getattr(trunc.stage, name)), name
     for name in ("rate", "weekday_factor", "moq_factor", "entry_p", "amount_pool"):
         assert np.array_equal(getattr(full.arrivals, name), getattr(trunc.arrivals, name)), name
+
+
+def test_model_json_reports_effective_sample_size_per_segment_and_stage(tmp_path, sample_dir):
+    cfg = load_config(sample_dir / "forecaster.yaml")
+    model = fit(load_as_of(cfg), cfg)
+    doc = json.loads((model.save(tmp_path) / "model.json").read_text())
+    cells = doc["cells"]
+    assert len(cells) == model.n_groups * model.n_stages
+    for c in cells:
+        assert c["effective_sample_size"] == c["exits"] + c["prior_strength"]
+        assert 0 <= c["own_weight"] <= 1 and c["spells"] >= c["exits"]

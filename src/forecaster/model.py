@@ -151,6 +151,17 @@ class PipelineModel:
             "stages": list(self.stages), "won": self.won, "lost": self.lost,
             "segment_by": list(self.segment_by), "groups": [list(g) for g in self.groups],
             "as_of": to_date(self.as_of).isoformat(), "as_of_day": self.as_of,
+            # Per segment and stage: the data behind each table. effective_sample_size = own exits + the
+            # prior's pseudo-exits (m); own_weight = own exits / that.
+            "cells": [
+                {"segment": self.group_name(g), "stage": self.stages[s],
+                 "spells": int(self.cell_spells[g * self.n_stages + s]),
+                 "exits": int(self.cell_exits[g * self.n_stages + s]),
+                 "prior_strength": float(self.prior_strength[s]),
+                 "effective_sample_size": float(self.cell_exits[g * self.n_stages + s] + self.prior_strength[s]),
+                 "own_weight": float(self.cell_weight[g * self.n_stages + s])}
+                for g in range(self.n_groups) for s in range(self.n_stages)
+            ],
             "L_total": int(st.cell_off[-1]),
             "prior_strength": self.prior_strength, "entered": self.entered,
             "arrivals": {
