@@ -283,6 +283,16 @@ def _rows_by_value(mask: np.ndarray, values) -> dict[object, list[int]]:
     return out
 
 
+def _unknown_values(probs: Problems, mask: np.ndarray, values, ids, label: str, noun: str, known: list[str],
+                    hint: str) -> None:
+    """One problem line per distinct unknown value: how many rows, the first row and deal, the closest
+    known value and what to do."""
+    for value, rows in _rows_by_value(mask, values).items():
+        what = f"empty {noun.split()[0]}" if value is None else f"unknown {noun} '{value}'"
+        probs.add(f"{label}: {what} in {len(rows)} row(s), first row {rows[0] + 1} (deal '{_py(ids[rows[0]])}')"
+                  f"{suggest(value, known) if value else ''}; {hint}")
+
+
 def _col_label(cfg: DataConfig, canonical: str) -> str:
     real = cfg.column(canonical)
     plain = canonical.removeprefix("history_")
@@ -383,16 +393,9 @@ def load(config: Config) -> CRMData:
         status[hit.fill_null(False).to_numpy(zero_copy_only=False)] = code
     if wildcard is not None:
         status[(status < 0) & ~pc.is_null(status_raw).to_numpy(zero_copy_only=False)] = wildcard
-    unknown = (status < 0) & keep
-    if unknown.any():
-        known = [v for vals in cfg.status_values.values() for v in vals]
-        for value, rows in _rows_by_value(unknown, status_raw).items():
-            what = "empty status" if value is None else f"unknown status value '{value}'"
-            probs.add(
-                f"{dpath}: {_col_label(cfg, 'status')}: {what} in {len(rows)} row(s), first row {rows[0] + 1}"
-                f" (deal '{ids[rows[0]]}'){suggest(value, known) if value else ''};"
-                f" map it under data.status_values"
-            )
+    _unknown_values(probs, (status < 0) & keep, status_raw, ids, f"{dpath}: {_col_label(cfg, 'status')}",
+                    "status value", [v for vals in cfg.status_values.values() for v in vals],
+                    "map it under data.status_values")
 
     # Amounts: fill from another column where configured, then check.
     amount, a_empty, a_bad = parse_numbers(deals_t[cfg.column("amount")].combine_chunks())
@@ -532,15 +535,8 @@ def _load_history(config: Config, c: _Collector, kept_ids: pa.Array, created: np
     names = list(config.stages) + [config.won, config.lost]
     stage_idx = pc.index_in(stage_raw, value_set=pa.array(names, pa.string()))
     sidx = stage_idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
-    unknown = (sidx < 0) & keep
-    if unknown.any():
-        for value, rows in _rows_by_value(unknown, stage_raw).items():
-            what = "empty stage" if value is None else f"unknown stage '{value}'"
-            probs.add(
-                f"{hname}: {_col_label(cfg, 'stage')}: {what} in {len(rows)} row(s), first row {rows[0] + 1} "
-                f"(deal '{_py(h_ids_np[rows[0]])}'){suggest(value, names) if value else ''}; "
-                f"stages in the config: {', '.join(names)}"
-            )
+    _unknown_values(probs, (sidx < 0) & keep, stage_raw, h_ids_np, f"{hname}: {_col_label(cfg, 'stage')}",
+                    "stage", names, f"stages in the config: {', '.join(names)}")
 
     deal_idx = pc.index_in(h_ids, value_set=kept_ids)
     didx = deal_idx.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
