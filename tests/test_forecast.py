@@ -84,6 +84,8 @@ def test_flags_override_config_and_windows(runner, sample_config):
     s = json.loads(res.stdout)
     assert s["as_of"] == "2025-04-01" and s["window"] == {"start": "2025-05-01", "end": "2025-06-30"}
     assert [p["start"] for p in s["periods"]] == ["2025-05-01", "2025-06-01"]
+    far = runner.invoke(main, ["forecast", str(sample_config), "--end", "2040-01-01"])
+    assert far.exit_code == 2 and "more than 3,660 days after as_of 2025-07-01" in far.stderr
     bad = runner.invoke(main, ["forecast", str(sample_config), "--as-of", "2025-04-01", "--start", "2025-03-01"])
     assert bad.exit_code == 2
     assert "Error: config key 'forecast.start': 2025-03-01 is before forecast.as_of 2025-04-01" in bad.stderr

@@ -30,6 +30,9 @@ from forecaster.results import period_bounds, summarize
 from forecaster.tables import ArrivalTables, OpenDeals, StageTables
 
 
+MAX_HORIZON_DAYS = 3660  # ten years: far past any sales forecast, far below the kernel's day limit
+
+
 @dataclass(frozen=True)
 class Forecast:
     """A finished forecast: the resolved config, the data and model it used, raw results, summary."""
@@ -64,6 +67,9 @@ def resolve_window(config: Config, as_of: dt.date) -> tuple[dt.date, dt.date]:
         raise ConfigError(f"forecast window starts {start}, before as_of {as_of}: the past is not forecast")
     if end < start:
         raise ConfigError(f"forecast window ends {end}, before it starts {start}")
+    if (end - as_of).days >= MAX_HORIZON_DAYS:
+        raise ConfigError(f"forecast window ends {end}, more than {MAX_HORIZON_DAYS:,} days after as_of {as_of}; "
+                          f"forecast a shorter window")
     return start, end
 
 
