@@ -184,6 +184,52 @@ def test_naive_twin_equal(with_starts):
     assert (res.deal_trials, res.deal_steps) == (ref["deal_trials"], ref["deal_steps"])
 
 
+def test_naive_twin_equal_many_arrivals():
+    """Trials with several batches of new deals (engine.BATCH_TRIALS each) and more open deals
+    than deal blocks x batch: the batches resume exactly where the last one stopped."""
+    stage, deals, kw = random_problem(seed=5, n_deals=40, end_off=20, start_off=2)
+    arr = kw["arrivals"]
+    kw["arrivals"] = dataclasses.replace(arr, rate=arr.rate * 60.0 + 20.0, gamma_shape=np.array([np.inf, 3.0]))
+    res = engine.simulate(stage, deals, n_trials=3, seed=7, **kw, chunk_trials=2)
+    ref = naive.simulate(stage, deals, n_trials=3, seed=7, **kw)
+    per_trial = (res.deal_trials - 3 * deals.n_deals) / 3
+    assert per_trial > 2.5 * engine.BATCH_TRIALS
+    assert_same(res, ref)
+    assert (res.deal_trials, res.deal_steps) == (ref["deal_trials"], ref["deal_steps"])
+
+
+def test_parallel_units_cover_every_block_once():
+    for nb in range(0, 70):
+        for nr in (0, 1, 5, 64):
+            units = [tuple(int(v) for v in kernels.unit_of(u, nb, nr)) for u in range(nb + nr)]
+            assert sorted(units) == [(0, i) for i in range(nb)] + [(1, i) for i in range(nr)], (nb, nr)
+
+
+def test_stale_cache_is_flushed_when_a_dependency_changes(tmp_path):
+    """kernels.refresh_stale_cache: a cached function whose inlined dependency changed is
+    compiled afresh, not loaded from the cache (numba itself only watches the function's file)."""
+    import importlib.util
+
+    dep = tmp_path / "dep.py"
+    dep.write_text("X = 1\n")
+    mod_file = tmp_path / "cachedmod.py"
+    mod_file.write_text("from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    spec = importlib.util.spec_from_file_location("cachedmod", mod_file)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.f(1) == 2
+    index = next(Path(mod.f._cache.cache_path).glob("cachedmod.f-*.nbi"))
+    assert kernels.refresh_stale_cache(mod, [mod_file, dep])  # no record yet: flush once
+    assert not kernels.refresh_stale_cache(mod, [mod_file, dep])
+    mod.f.recompile()  # the flushed index is rewritten by the next save
+    before = index.read_bytes()
+    assert not kernels.refresh_stale_cache(mod, [mod_file, dep])
+    assert index.read_bytes() == before
+    dep.write_text("X = 2\n")
+    assert kernels.refresh_stale_cache(mod, [mod_file, dep])
+    assert index.read_bytes() != before
+
+
 @st.composite
 def small_problems(draw):
     """Two stages with awkward tables: flat stretches, tiny and total drops, a last day at 0, h = 1

@@ -25,6 +25,9 @@ def test_draw_is_splitmix64():
     key = np.uint64(1234567)
     assert [int(rng.draw(key, n)) for n in range(5)] == expected
     assert [naive.draw(1234567, n) for n in range(5)] == expected
+    # The kernels carry the state key + (n + 1) GOLDEN and add GOLDEN per draw.
+    assert int(rng.GOLDEN2) == (2 * int(rng.GOLDEN)) % (1 << 64)
+    assert int(rng.mix64(key + rng.GOLDEN2)) == expected[1]
 
 
 @settings(max_examples=200, deadline=None)

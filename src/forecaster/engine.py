@@ -1,11 +1,12 @@
 """Orchestration: validated tables -> compact kernel inputs -> kernel chunks -> SimResult.
 
 ``simulate`` checks its inputs once, converts the natural tables (docs/kernel_contract.md) into the
-kernel's compact form (integer exit thresholds with guide tables for the exit day, integer
-thresholds sorted most likely first for destinations and entry stages), and runs the kernel in
-chunks of trials, calling ``progress(done, total)`` between chunks. Chunking never changes
-results: every random number is keyed by (seed, trial, stream) and every sum has an order fixed
-by the trial and the deal count (see forecaster.kernels).
+kernel's compact form for the window (integer exit thresholds of the days a window can reach with
+guide tables for the exit day, integer thresholds sorted most likely first for destinations and
+entry stages; see forecaster.kernels), and runs the kernel in chunks of trials, calling
+``progress(done, total)`` between chunks. Chunking never changes results: every random number is
+keyed by (seed, trial, stream) and every sum has an order fixed by the trial and the deal count
+(see forecaster.kernels).
 
 No file I/O, YAML or CLI here; model -> tables wiring lives elsewhere.
 """
@@ -26,16 +27,24 @@ from forecaster.tables import ArrivalTables, OpenDeals, StageTables
 # Slabs of per-trial partial sums are (deal blocks + 1) x chunk trials x fields; keep them near this.
 SLAB_BYTES = 32 << 20
 MAX_CHUNK_TRIALS = 4096
-# Trials one open deal walks through together in the kernel (its scratch is deal blocks x this).
+# Walks the kernel runs together: one open deal in this many trials, or this many new deals of a
+# trial (its scratch is parallel units x this). 256 to 1024 measured within noise.
 BATCH_TRIALS = 512
-# Guide tables: 2**bits buckets per cell over the high 32 bits of a draw; bits from the longest
-# table, kept small enough that the guide stays in L1/L2.
+# Guide tables: 2**bits buckets per cell over the high 32 bits of a draw, about 2**EXTRA per table
+# day a window can reach (fewer buckets straddling two days), kept small enough for L2.
 GUIDE_MIN_BITS = 6
 GUIDE_MAX_BITS = 12
+GUIDE_EXTRA_BITS = 3
 GUIDE_MAX_BYTES = 256 << 10
+# Guide entries: bin rows of day d and d + 1 in 20 bits each, d from bit 40, a flag at bit 62.
+GUIDE_ROW_BITS = K.GUIDE_ROW_BITS
+GUIDE_ROW_MASK = K.GUIDE_ROW_MASK
+GUIDE_DAY_SHIFT = K.GUIDE_DAY_SHIFT
+GUIDE_SLOW_BIT = K.GUIDE_SLOW_BIT
 _TWO32 = 1 << 32
 # The kernel packs a stage and a destination into 16 bits each.
 MAX_STAGES = (1 << 16) - 2
+MAX_CELLS = 1 << 24  # and a cell in 24 bits
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,27 +127,68 @@ def exit_thresholds(surv: np.ndarray) -> np.ndarray:
     return (_TWO32 - np.ceil(surv * float(_TWO32))).astype(np.int64)
 
 
-def guide_bits_for(stage: StageTables) -> int:
-    bits = int(np.ceil(np.log2(max(2, int(stage.cell_len.max()))))) + 2
+def guide_bits_for(n_cells: int, max_days: int) -> int:
+    """Buckets per cell: about 8 per table day (few buckets straddle two exit days), within
+    GUIDE_MAX_BYTES for all cells so that the guide stays in L2."""
+    bits = int(np.ceil(np.log2(max(2, max_days)))) + GUIDE_EXTRA_BITS
     bits = min(GUIDE_MAX_BITS, max(GUIDE_MIN_BITS, bits))
-    while bits > GUIDE_MIN_BITS and (stage.n_cells << bits) * 8 > GUIDE_MAX_BYTES:
+    while bits > GUIDE_MIN_BITS and (n_cells << bits) * 8 > GUIDE_MAX_BYTES:
         bits -= 1
     return bits
 
 
-def guide_table(stage: StageTables, exit_thr: np.ndarray, bits: int) -> np.ndarray:
-    """int64 [C << bits]: for cell c and bucket j, ``(d << 32) | day_bin`` with d the first day whose
-    threshold reaches the bucket's lowest value ``j << (32 - bits)`` (the last day if none): every
-    draw in the bucket exits on d or later, usually exactly on d."""
+def pack_guide(thr: np.ndarray, rows: np.ndarray, n_days: int, tail_exact: bool, bits: int) -> np.ndarray:
+    """int64 [2**bits]: one cell's (or deal's) guide over the high 32 bits ``hi`` of a draw.
+
+    ``thr`` int64 [n_days + 1]: exit thresholds of days 0 .. n_days - 1 (the exit day is the first
+    with ``hi <= thr``) and a sentinel ``2**32`` for "after day n_days - 1"; ``rows`` [n_days + 1]
+    the bin row of each day (any row for the sentinel). Bucket ``j`` holds the ``hi`` in
+    ``[j, j + 1) << (32 - bits)``; its entry is ``d << GUIDE_DAY_SHIFT | row(d + 1) << GUIDE_ROW_BITS |
+    row(d)`` with d the first exit day of the bucket, and the flag ``GUIDE_SLOW`` when the bucket
+    straddles more than one day boundary, or may reach the sentinel while ``tail_exact`` (the
+    sentinel is the table's tail, to be drawn in floats, rather than "after the window"). An
+    unflagged bucket exits on d or d + 1: the kernel decides with one comparison, no branch.
+    """
+    width = 1 << (32 - bits)
+    lo = np.arange(1 << bits, dtype=np.int64) * width
+    top = lo + width - 1
+    d = np.searchsorted(thr, lo, side="left")  # the sentinel 2**32 bounds it by n_days
+    d1 = np.minimum(d + 1, n_days)
+    pure = thr[d] >= top
+    slow = ~pure & ~(thr[d1] >= top)
+    if tail_exact:
+        slow |= (d == n_days) | (~pure & (d + 1 >= n_days))
+    r = rows.astype(np.int64)
+    return (d.astype(np.int64) << GUIDE_DAY_SHIFT) | (r[d1] << GUIDE_ROW_BITS) | r[d] | (slow.astype(np.int64) << GUIDE_SLOW_BIT)
+
+
+def window_tables(stage: StageTables, exit_thr: np.ndarray, end_off: int, bits: int):
+    """Per cell the part of its table a window can reach: an exit later than ``end_off`` days after
+    a spell's entry is after the window for any entry day >= 0, so each cell keeps its days
+    ``0 .. Lw - 1`` (``Lw = min(L, end_off + 1)``) and a sentinel: "after the window" when the table
+    was cut, the tail when it was not.
+
+    Returns (ctab int64 [C * stride], stride, cell_hdr int64 [C, 8]). Cell c's region
+    ``ctab[c * stride :]`` holds its guide (``2**bits`` entries, see pack_guide), then from
+    ``2**bits`` the thresholds of days ``0 .. Lw - 1`` and the sentinel ``2**32``: one array and a
+    multiply find both, so a stage visit loads no per-cell offsets. cell_hdr row (for the rare
+    slow path): region start, Lw, table offset, 0, L.
+    """
     C = stage.n_cells
-    starts = np.arange(1 << bits, dtype=np.int64) << (32 - bits)
-    out = np.empty(C << bits, np.int64)
-    off = stage.cell_off
+    L = stage.cell_len
+    Lw = np.minimum(L, end_off + 1)
+    G = 1 << bits
+    stride = G + int(Lw.max()) + 1
+    ctab = np.full(C * stride, _TWO32, np.int64)
+    hdr = np.zeros((C, 8), np.int64)
     for c in range(C):
-        thr = exit_thr[off[c] : off[c + 1]]
-        d = np.minimum(np.searchsorted(thr, starts, side="left"), thr.shape[0] - 1)
-        out[c << bits : (c + 1) << bits] = (d.astype(np.int64) << 32) | stage.day_bin[off[c] + d].astype(np.int64)
-    return out
+        off, lw, r0 = int(stage.cell_off[c]), int(Lw[c]), c * stride
+        thr = np.r_[exit_thr[off : off + lw], _TWO32]
+        rows = np.r_[stage.day_bin[off : off + lw], stage.tail_bin[c]]
+        ctab[r0 : r0 + G] = pack_guide(thr, rows, lw, bool(lw == L[c]), bits)
+        ctab[r0 + G : r0 + G + lw + 1] = thr
+        hdr[c, :5] = (r0, lw, off, 0, L[c])
+    return ctab, stride, hdr
 
 
 def sorted_thresholds(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,30 +197,31 @@ def sorted_thresholds(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Per row: outcomes with p > 0, most likely first (ties: lower index), cumulative thresholds
     ``floor(cumsum * 2**32 + 0.5)`` capped at ``2**32``, the last positive one set to ``2**32``; the
     unused tail repeats the last entry. A 32-bit uniform ``x`` picks the first entry with
-    ``x < thr``. Outcomes with p below 2**-33 may round to zero width.
+    ``x < thr``. Outcomes with p below 2**-33 may round to zero width. (Vectorised; the cumulative
+    sums add in the same order as a loop over the sorted row.)
     """
+    p = np.asarray(p, np.float64)
     R, Kn = p.shape
-    order = np.zeros((R, Kn), np.int32)
-    thr = np.zeros((R, Kn), np.uint64)
-    for r in range(R):
-        row = p[r]
-        ks = [k for k in sorted(range(Kn), key=lambda k: (-row[k], k)) if row[k] > 0.0]
-        cum = 0.0
-        for j, k in enumerate(ks):
-            cum += float(row[k])
-            order[r, j] = k
-            thr[r, j] = min(int(math.floor(cum * _TWO32 + 0.5)), _TWO32)
-        last = len(ks) - 1
-        thr[r, last] = _TWO32
-        order[r, last + 1 :] = order[r, last]
-        thr[r, last + 1 :] = _TWO32
+    order = np.argsort(-p, axis=1, kind="stable").astype(np.int32)
+    cum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)
+    thr = np.minimum(np.floor(cum * float(_TWO32) + 0.5), float(_TWO32)).astype(np.uint64)
+    last = (p > 0.0).sum(axis=1) - 1
+    tail = np.arange(Kn)[None, :] >= last[:, None]
+    thr[tail] = _TWO32
+    order = np.where(tail, order[np.arange(R), last][:, None], order).astype(np.int32)
     return order, thr
 
 
-def compact_stage_tables(stage: StageTables) -> K.KernelTables:
-    """StageTables (checked) -> the kernel's compact form."""
+def compact_stage_tables(stage: StageTables, end_off: int) -> K.KernelTables:
+    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``."""
+    if int(stage.cell_len.max()) >= 1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT) or stage.bin_p.shape[0] > GUIDE_ROW_MASK:
+        raise ValueError(
+            f"stage tables too large for the kernel: {int(stage.cell_len.max())} days in a cell "
+            f"(at most {(1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT)) - 1}), {stage.bin_p.shape[0]} bins (at most {GUIDE_ROW_MASK})"
+        )
     exit_thr = exit_thresholds(stage.surv)
-    bits = guide_bits_for(stage)
+    bits = guide_bits_for(stage.n_cells, min(int(stage.cell_len.max()), end_off + 1))
+    ctab, stride, cell_hdr = window_tables(stage, exit_thr, end_off, bits)
     log1m_h = np.array([-math.inf if h == 1.0 else math.log1p(-h) for h in stage.tail_h.tolist()], np.float64)
     order, thr = sorted_thresholds(stage.bin_p)
     n_dest = int((stage.bin_p > 0.0).sum(axis=1).max())
@@ -178,9 +229,6 @@ def compact_stage_tables(stage: StageTables) -> K.KernelTables:
     if order.shape[1] < width:
         order = np.concatenate([order, np.repeat(order[:, -1:], width - order.shape[1], axis=1)], axis=1)
         thr = np.concatenate([thr, np.full((thr.shape[0], width - thr.shape[1]), _TWO32, np.uint64)], axis=1)
-    C = stage.n_cells
-    off = stage.cell_off[:-1]
-    cell_hdr = np.stack([off, stage.cell_len, exit_thr[stage.cell_off[1:] - 1], np.arange(C, dtype=np.int64) << bits], axis=1)
     dest_fast = np.zeros((order.shape[0], 4), np.int64)
     if n_dest <= 4:
         dest_fast[:, :3] = thr[:, :3].astype(np.int64)
@@ -188,16 +236,17 @@ def compact_stage_tables(stage: StageTables) -> K.KernelTables:
             dest_fast[:, 3] |= order[:, j].astype(np.int64) << (16 * j)
     return K.KernelTables(
         surv=np.ascontiguousarray(stage.surv),
-        exit_thr=exit_thr,
-        cell_hdr=np.ascontiguousarray(cell_hdr, dtype=np.int64),
-        guide=guide_table(stage, exit_thr, bits),
+        ctab=ctab,
+        cell_stride=stride,
+        wthr_base=1 << bits,
+        cell_hdr=cell_hdr,
         guide_bits=bits,
         log1m_h=log1m_h,
         day_bin=np.ascontiguousarray(stage.day_bin),
         tail_bin=np.ascontiguousarray(stage.tail_bin),
         dest_k=np.ascontiguousarray(order[:, :width].astype(np.int64)),
         dest_thr=np.ascontiguousarray(thr[:, :width].astype(np.int64)),
-        dest_fast=dest_fast,
+        dest_fast=dest_fast.ravel(),
         n_dest=n_dest,
         n_stages=stage.n_stages,
     )
@@ -270,7 +319,7 @@ def _kernel_arrivals(arrivals: ArrivalTables | None, wd, mq, amount_multiplier_n
         f0, i0 = np.zeros(0), np.zeros(1, np.int64)
         return K.KernelArrivals(
             on=False, rate=f0, weekday_factor=np.zeros((0, 7)), moq_factor=np.zeros((0, 3)), gamma_shape=f0,
-            entry_k=np.zeros((0, n_stages), np.int32), entry_thr=np.zeros((0, n_stages), np.uint64),
+            entry_k=np.zeros((0, n_stages), np.int32), entry_thr=np.zeros((0, n_stages), np.uint64), n_entry=1,
             amount_pool=f0, amount_off=i0, amount_mult=1.0,
             day_weekday=np.zeros(0, np.int32), day_moq=np.zeros(0, np.int32),
         )  # fmt: skip
@@ -279,7 +328,8 @@ def _kernel_arrivals(arrivals: ArrivalTables | None, wd, mq, amount_multiplier_n
     c = np.ascontiguousarray  # one array layout, so one compiled signature
     return K.KernelArrivals(
         on=True, rate=c(a.rate), weekday_factor=c(a.weekday_factor), moq_factor=c(a.moq_factor),
-        gamma_shape=c(a.gamma_shape), entry_k=entry_k, entry_thr=entry_thr, amount_pool=c(a.amount_pool),
+        gamma_shape=c(a.gamma_shape), entry_k=entry_k, entry_thr=entry_thr,
+        n_entry=int(max(1, (a.entry_p > 0.0).sum(axis=1).max())), amount_pool=c(a.amount_pool),
         amount_off=c(a.amount_off), amount_mult=float(amount_multiplier_new), day_weekday=wd, day_moq=mq,
     )  # fmt: skip
 
@@ -323,6 +373,8 @@ def simulate(
     deals.check(stage)
     if stage.n_stages >= MAX_STAGES:
         raise ValueError(f"at most {MAX_STAGES - 1} open stages, got {stage.n_stages}")
+    if stage.n_cells >= MAX_CELLS:
+        raise ValueError(f"at most {MAX_CELLS - 1} cells (groups x stages), got {stage.n_cells}")
     if arrivals is not None:
         arrivals.check(stage)
         if arrivals.n_groups >= rng.MAX_GROUPS:
@@ -331,7 +383,7 @@ def simulate(
     if deals.start is not None and deals.n_deals and int(deals.start.max()) > end_off:
         i = int(np.argmax(deals.start > end_off))
         raise ValueError(f"OpenDeals.start: deal {i} starts on day offset {int(deals.start[i])}, after end_off = {end_off}")
-    tab = compact_stage_tables(stage)
+    tab = compact_stage_tables(stage, end_off)
 
     S, G, P, n = stage.n_stages, stage.n_groups, ps.shape[0] - 1, deals.n_deals
     W = end_off - start_off + 1 if track_win_days else 0
@@ -342,7 +394,8 @@ def simulate(
     tc_max = chunk_trials if chunk_trials is not None else default_chunk_trials(n, nf, ni)
     tc_max = int(max(1, min(tc_max, n_trials)))
     nb = K.n_deal_blocks(n)
-    tb = min(BATCH_TRIALS, tc_max)
+    nu = nb + (K.n_trial_blocks(tc_max) if arrivals is not None else 0)  # parallel units
+    tb = BATCH_TRIALS if arrivals is not None else min(BATCH_TRIALS, tc_max)
 
     bufs = K.KernelBuffers(
         buf_f=np.zeros((nb + 1, tc_max, nf), np.float64),
@@ -358,11 +411,17 @@ def simulate(
         out_new_f=np.zeros(n_trials, np.float64),
         out_new_i=np.zeros(n_trials, np.int32),
         tkeys=np.zeros(tc_max, np.uint64),
-        act_state=np.zeros((nb, tb), np.uint64),
-        act_code=np.zeros((nb, tb), np.int64),
-        ends=np.zeros((nb, 3 * tb), np.int64),
-        dguide=np.zeros((nb, K.DEAL_GUIDE_SIZE), np.int64),
-        dthr=np.zeros((nb, int(stage.cell_len.max())), np.int64),
+        act_state=np.zeros((nu, tb), np.uint64),
+        xs=np.zeros((nu, tb), np.uint64),
+        sp=np.zeros((nu, tb), np.int64),
+        act_code=np.zeros((nu, tb), np.int64),
+        fin=np.zeros((nu, tb), np.int64),
+        ends=np.zeros((nu, 3 * tb), np.int64),
+        bq=np.zeros((nu, tb), np.int64),
+        gq=np.zeros((nu, tb), np.int64),
+        amq=np.zeros((nu, tb), np.float64),
+        dguide=np.zeros((nu, K.DEAL_GUIDE_SIZE), np.int64),
+        dthr=np.zeros((nu, int(stage.cell_len.max()) + 1), np.int64),
     )
     keys = np.array([rng.domain_key(seed, d) for d in (rng.DOMAIN_OPEN, rng.DOMAIN_GAMMA, rng.DOMAIN_COUNT, rng.DOMAIN_NEW)], np.uint64)
     kdeals = K.KernelDeals(

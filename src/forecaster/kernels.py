@@ -2,25 +2,31 @@
 
 Contract (the engine builds every input; nothing here checks them):
 
-- ``KernelTables``, the compact form of ``StageTables`` (engine.compact_stage_tables):
-  ``surv`` float64 [L_total], ``cell_off`` int64 [C + 1], ``day_bin``, ``tail_bin`` int32 as in
-  docs/kernel_contract.md; ``log1m_h`` float64 [C] = log1p(-tail_h) (-inf for h = 1);
-  ``exit_thr`` int64 [L_total] = 2**32 - ceil(S(d) 2**32) and ``last_thr`` [C] its last day per
-  cell: for the high 32 bits ``hi`` of a draw, ``hi <= exit_thr[d]`` exactly when
-  ``S(d) <= 1 - hi / 2**32``, so a fresh spell (age 0) exits on the first day with
-  ``hi <= exit_thr`` and in the tail when ``hi > last_thr`` (the contract's rule, in integers);
-  ``guide`` int64 [C << guide_bits]: per cell and bucket ``j`` of ``hi >> (32 - guide_bits)``,
-  ``(d << 32) | day_bin`` with d the bucket's first exit day (Chen and Asau's indexed search: a
-  lookup, and a step forward for the few draws whose bucket straddles two days);
-  ``dest_k`` / ``dest_thr`` int64 [n_bins, >= 4]: per bin the destinations with a positive share,
-  most likely first (ties: lower index), and cumulative thresholds floor(cumsum(p) 2**32 + 0.5),
-  the last positive one 2**32, padded with 2**32; ``n_dest`` the most positive shares in a row.
-  The destination of the low 32 bits ``x`` is ``dest_k[row, #{m < n_dest - 1: thr[m] <= x}]``,
-  the first entry with ``x < thr``.
+- ``KernelTables``, the compact form of ``StageTables`` for one window (engine.compact_stage_tables):
+  ``surv`` float64 [L_total], ``day_bin``, ``tail_bin`` int32 as in docs/kernel_contract.md;
+  ``log1m_h`` float64 [C] = log1p(-tail_h) (-inf for h = 1). Exit days in integers: for the high
+  32 bits ``hi`` of a draw, ``hi <= thr(d) = 2**32 - ceil(S(d) 2**32)`` exactly when
+  ``S(d) <= 1 - hi / 2**32``, so a fresh spell (age 0) exits on the first day with ``hi <= thr``
+  (the contract's rule). Only exits on days ``<= end_off`` after a spell's entry can fall in the
+  window (entries are on days >= 0), so each cell keeps ``Lw = min(L_c, end_off + 1)`` days and a
+  sentinel ``thr = 2**32`` for "later": after the window when the table was cut, the tail (drawn
+  in floats as the contract says) when not. ``ctab`` int64 [C * cell_stride] holds per cell c,
+  from ``c * cell_stride``, its guide (``2**guide_bits`` entries over ``hi >> (32 - guide_bits)``,
+  Chen and Asau's indexed search) and from ``wthr_base`` its ``Lw + 1`` thresholds. A guide entry
+  is ``d << GUIDE_DAY_SHIFT | row(d + 1) << GUIDE_ROW_BITS | row(d)``: every ``hi`` of the bucket
+  exits on its first exit day d or on d + 1, decided by one comparison ``hi > thr(d)`` without a
+  branch, unless the flag ``GUIDE_SLOW`` is set (the bucket straddles two day boundaries, or may
+  reach an uncut table's tail): then a scan (``spell_slow``). ``cell_hdr`` int64 [C, 8]: region
+  start, Lw, table offset into surv/day_bin, 0, L_c. Destinations: ``dest_k`` / ``dest_thr``
+  int64 [n_bins, >= 4]: per bin the destinations with a positive share, most likely first (ties:
+  lower index), and cumulative thresholds floor(cumsum(p) 2**32 + 0.5), the last positive one
+  2**32, padded with 2**32; ``n_dest`` the most positive shares in a row. The destination of the
+  low 32 bits ``x`` is ``dest_k[row, #{m < n_dest - 1: thr[m] <= x}]``, the first entry with
+  ``x < thr``; when ``n_dest <= 4``, ``dest_fast`` int64 [n_bins * 4] holds each row's first three
+  thresholds and its four destinations packed in 16 bits each.
 - Days are int offsets from as_of (day 0). A deal of age ``a`` and start ``s`` entered its stage
-  on day ``s - a``.
-  ``KernelWindow.day_period`` int32 [end_off + 1] maps a day to its output period (-1 before
-  ``start_off``).
+  on day ``s - a``. ``KernelWindow.day_period`` int32 [end_off + 1] maps a day to its output
+  period (-1 before ``start_off``).
 - ``KernelDeals``: cell, age, group, start int32, amount float64, sid int64 (stream id), s_prev
   float64 = S(age - 1) in the deal's cell, each [n]. A deal's walk starts on day ``start`` (0 for
   deals open at as_of), so its first spell exits on day ``start - age + d`` (d: the spell's exit
@@ -32,7 +38,8 @@ Contract (the engine builds every input; nothing here checks them):
   and the amount (low 32 bits) and whose draws 1, 2, ... drive the walk. One draw per stage
   visit: ``u1 = hi / 2**32`` gives the exit day by the contract's inversion, ``x = lo32`` the
   destination. An aged first spell follows the contract in floats (target = S(a-1) (1 - u1));
-  the kernel turns that rule into exact integer thresholds once per deal (see deal_tables).
+  the kernel turns that rule into exact integer thresholds and a guide once per deal and chunk,
+  over the days its first exit can still fall in the window (see deal_tables).
 
 Outputs per trial, two row-major matrices so that blocks and the merge loop over fields uniformly:
 ``out_f`` float64 [T, 1 + P + G + S] = revenue | period revenue [P] | group revenue [G] |
@@ -41,49 +48,69 @@ group wins [G] | carried deals [S]; ``out_new_f`` / ``out_new_i`` [T]: revenue a
 deals alone (also in the totals). Per open deal: trials won / lost in the window and a histogram
 of win days [n, W].
 
-Parallel design. ``simulate_chunk_nb`` handles trials ``t0 .. t0 + tc - 1`` in three passes:
+Parallel design. ``simulate_chunk_nb`` handles trials ``t0 .. t0 + tc - 1``: a prange over
+units, then a prange over trials that merges.
 
-1. Open deals, prange over deal blocks. The n open deals are cut into ``n_deal_blocks(n)``
-   contiguous blocks, a number that depends on n only, never on the thread count. A block owns
-   (a) its deals' per-deal accumulators (counts and the [n, W] win-day histogram) across all
-   trials, so they need neither copies nor atomics, and (b) a slab ``buf[b, :tc, :]`` of
-   per-trial partial sums. Deal-major blocks are the only split in which the deals x window-days
-   histogram has a single owner: trial-major blocks would need one histogram per block
-   (n x W x blocks), or a second pass over the deals. Inside a block, one deal at a time walks a
-   batch of trials together (first spells of all trials, then the walks still going, compacted
-   after each visit; the lists grow by 0 or 1 per walk instead of branching). A walk-at-a-time
-   loop waits on one unpredictable exit branch per walk; the batch runs without branch misses,
-   overlaps independent walks in the pipeline, and shares per-deal work (the aged first spell's
-   thresholds) across trials: about 2.3x faster per stage visit, measured.
-2. New deals, prange over the chunk's trials: trial tt simulates its arrivals, walk at a time,
-   into slab row ``buf[nb, tt, :]``. New deals have no per-deal outputs, so trials are the unit.
-3. Merge, prange over trials: each output is the sum over slabs ``b = 0 .. nb`` in that order.
+- Units are deal blocks and trial blocks (``unit_of``; neighbouring units take distant blocks, so
+  the threads' static slices of the range get equal shares of deals that callers often sort, by
+  age say). The n open deals are cut into ``n_deal_blocks(n)`` contiguous blocks, a number that
+  depends on n only, never on the thread count. A deal block owns (a) its deals' per-deal
+  accumulators (counts and the [n, W] win-day histogram) across all trials, so they need neither
+  copies nor atomics, and (b) a slab ``buf[b, :tc, :]`` of per-trial partial sums. Deal-major
+  blocks are the only split in which the deals x window-days histogram has a single owner. A
+  trial block (``n_trial_blocks(tc)`` of them, any number gives the same results) simulates the
+  new deals of its trials into slab rows ``buf[nb, tt, :]``.
+- Both kinds feed batches of up to TB walks through the same code (``unit_nb``): an open deal in
+  TB trials, or up to TB arrivals of one trial in arrival order. A batch runs in rounds over the
+  walks still going (at first all of them), each round in three loops: the draws (independent
+  hashes, vectorised), the exit days and bin rows, then destinations, the compaction of the walks
+  still going and each walk's last visit so far (``fin``). No branch depends on a random outcome
+  (lists grow by 0 or 1 per walk) and each loop's dependency chain is short, so the walks of a
+  batch overlap in the pipeline; a walk-at-a-time loop waits on a chain of dependent loads per
+  visit and on one unpredictable exit branch per walk. Measured: 2.4x faster per visit for open
+  deals than walk at a time, 1.7x for new deals (benchmarks/results/kernel.json).
+- Booking: the batch's walks are sorted by outcome (won / lost in the window, still open after
+  it), then each outcome's fields are added to. A deal's terms land in distinct trial rows, in
+  deal order; a trial's new deals in its one row, in arrival order (sorting by outcome keeps that
+  order within an outcome, and each float field takes terms of one outcome only). Total wins per
+  trial are summed from the period wins in the merge.
+- Merge, prange over trials: each output is the sum over slabs ``b = 0 .. nb`` in that order.
 
 Every float is summed in an order fixed by (n, trial): a slab row gets one term per deal in deal
-order (new deals: by day, group, arrival). Every random number is keyed by (seed, trial, stream).
-So results are bit-identical for any thread count and any chunking of the trials. Memory:
-O(T (P + G + S)) outputs, O(n W) histogram, slabs of (nb + 1) x tc rows and batch scratch of
-nb x TB that the engine bounds. Nothing is allocated inside a prange.
+order (new deals: by day, group, arrival); skipped zero terms leave a sum unchanged. Every random
+number is keyed by (seed, trial, stream). So results are bit-identical for any thread count and
+any chunking of the trials. Memory: O(T (P + G + S)) outputs, O(n W) histogram, slabs of
+(nb + 1) x tc rows and batch scratch of units x TB that the engine bounds. Nothing is allocated
+inside a prange.
 
-The helpers (spells, destination, walk, booking) are closures inside the kernel rather than
-separate njit functions: numba inlines closures, while a call to an njit function that takes
-arrays pays atomic reference-count updates per array per call (measured 4x slower per visit).
-Hot loops index with unsigned integers, which spares numba's negative-index wraparound code.
+The helpers (spells, destination) are closures inside ``unit_nb`` rather than separate njit
+functions: numba inlines closures, while a call to an njit function that takes arrays pays
+atomic reference-count updates per array per call (measured 4x slower per visit). ``unit_nb`` is
+itself a function called once per unit, not the prange's body: numba's parallel passes take time
+quadratic in the size of a prange body (cold compile 19 s as one function, 8 s split). Hot
+loops index with unsigned integers, which spares numba's negative-index wraparound code. numba's
+cache watches kernels.py only, while the kernels compile rng.py into themselves:
+``refresh_stale_cache`` flushes it when either file changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from numba import njit, prange
 
+from forecaster import rng as _rng
 from forecaster.rng import (
+    NJIT,
     GOLDEN,
+    GOLDEN2,
     NJIT_PARALLEL,
     TWO_M32,
-    draw,
     gamma_nb,
     hi32,
     lo32,
@@ -96,7 +123,7 @@ from forecaster.rng import (
 )
 
 MAX_STEPS = 64  # stage visits per deal and trial; then the deal counts as still open
-OUT_WON = 0
+OUT_WON = 0  # walk outcomes (tests/naive.py)
 OUT_LOST = 1
 OUT_OPEN = 2
 MAX_DEAL_BLOCKS = 64
@@ -109,8 +136,16 @@ TWO_32_INT = 1 << 32
 # (measured ~12% faster per stage visit). Every index so cast is non-negative by construction.
 _U = np.uint64
 # Buckets of an open deal's own guide for its age-conditioned first spell (see deal_tables).
-DEAL_GUIDE_BITS = 8
+DEAL_GUIDE_BITS = 9
 DEAL_GUIDE_SIZE = 1 << DEAL_GUIDE_BITS
+# Guide entries (engine.pack_guide): bin rows of days d and d + 1 in GUIDE_ROW_BITS each, d from
+# GUIDE_DAY_SHIFT, and a flag bit for buckets that need the slow path.
+GUIDE_ROW_BITS = 20
+GUIDE_ROW_MASK = (1 << GUIDE_ROW_BITS) - 1
+GUIDE_DAY_SHIFT = 2 * GUIDE_ROW_BITS
+GUIDE_SLOW_BIT = 62
+GUIDE_SLOW = 1 << GUIDE_SLOW_BIT
+GUIDE_DAY_MASK = (1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT)) - 1
 # Index of each domain's base key in the ``keys`` argument.
 KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW = 0, 1, 2, 3
 
@@ -119,9 +154,10 @@ class KernelTables(NamedTuple):
     """Compact stage tables (module docstring); built by engine.compact_stage_tables."""
 
     surv: np.ndarray
-    exit_thr: np.ndarray
+    ctab: np.ndarray
+    cell_stride: int
+    wthr_base: int
     cell_hdr: np.ndarray
-    guide: np.ndarray
     guide_bits: int
     log1m_h: np.ndarray
     day_bin: np.ndarray
@@ -149,7 +185,8 @@ class KernelDeals(NamedTuple):
 
 class KernelArrivals(NamedTuple):
     """New deals: ArrivalTables' arrays with ``entry_k``/``entry_thr`` [G, S] (thresholds as
-    ``dest_thr``) in place of entry_p, ``amount_mult`` scalar, ``day_weekday``/``day_moq`` int32
+    ``dest_thr``; ``n_entry`` the most entry stages with a positive share in a group) in place of
+    entry_p, ``amount_mult`` scalar, ``day_weekday``/``day_moq`` int32
     [end_off + 1]; ``on`` False skips new deals (the arrays may then be empty)."""
 
     on: bool
@@ -159,6 +196,7 @@ class KernelArrivals(NamedTuple):
     gamma_shape: np.ndarray
     entry_k: np.ndarray
     entry_thr: np.ndarray
+    n_entry: int
     amount_pool: np.ndarray
     amount_off: np.ndarray
     amount_mult: float
@@ -180,17 +218,19 @@ class KernelWindow(NamedTuple):
 class KernelBuffers(NamedTuple):
     """Scratch and outputs (see the module docstring for the field layout).
 
-    buf_f float64 / buf_i int32 [nb + 1, tc_max, F]: per-block partial sums of the chunk's trials;
-    gmul float64 [tc_max, G]; work int64 [nb, 2], work_new int64 [tc_max, 2]: (walks, visits);
-    deal_won, deal_lost int32 [n]; deal_hist int32 [n, W] (W = 0: not tracked);
+    buf_f float64 / buf_i int32 [nb + 1, tc_max, F]: per-block partial sums of the chunk's trials
+    (row nb: new deals); gmul float64 [tc_max, G]; work int64 [nb, 2], work_new int64 [tc_max, 2]:
+    (walks, visits); deal_won, deal_lost int32 [n]; deal_hist int32 [n, W] (W = 0: not tracked);
     out_f float64 [T, 1 + P + G + S], out_i int32 [T, 2 + P + G + S], out_new_f / out_new_i [T];
-    tkeys uint64 [tc_max]: the chunk's trial keys (open-deal domain);
-    batch scratch [nb, TB], TB <= tc_max trials walked together per deal: walks still going:
-    act_state uint64 (the stream's SplitMix64 state: key + (visits + 1) GOLDEN), act_tc int64
-    (trial << 32 | cell), act_day int64; walks ended: done_code int64 (trial << 32 | stage of the
-    last cell << 16 | destination), done_day int64 (end_off + 1 for walks capped at MAX_STEPS);
-    dguide int64 [nb, DEAL_GUIDE_SIZE] and dthr int64 [nb, max L_c]: the current deal's
-    first-spell tables (deal_tables).
+    tkeys uint64 [tc_max]: the chunk's trial keys (open-deal domain).
+    Batch scratch [units, TB] per parallel unit: act_state uint64 (the walks' next draw states,
+    key + (v + 1) GOLDEN), xs uint64 (the round's draws), sp int64 ((exit day << 20) | bin row;
+    a new deal's draw 0 while its batch fills),
+    act_code int64 ((walk q << 44) | (cell << 20) | entry day of the spell) of the walks still
+    going, fin int64 per walk ((last day << 40) | (destination << 24) | cell), ends int64 [units,
+    3 TB] (walks sorted by outcome), bq int64 (base cell g S per walk), gq int64 and amq float64
+    (a new deal's group and amount); dguide int64 [units, DEAL_GUIDE_SIZE] and dthr int64
+    [units, max L_c + 1]: the current deal's first-spell tables (deal_tables).
     """
 
     buf_f: np.ndarray
@@ -207,8 +247,14 @@ class KernelBuffers(NamedTuple):
     out_new_i: np.ndarray
     tkeys: np.ndarray
     act_state: np.ndarray
+    xs: np.ndarray
+    sp: np.ndarray
     act_code: np.ndarray
+    fin: np.ndarray
     ends: np.ndarray
+    bq: np.ndarray
+    gq: np.ndarray
+    amq: np.ndarray
     dguide: np.ndarray
     dthr: np.ndarray
 
@@ -220,6 +266,44 @@ def n_deal_blocks(n_deals: int) -> int:
     return min(MAX_DEAL_BLOCKS, -(-n_deals // MIN_BLOCK_DEALS))
 
 
+@njit(**NJIT)
+def n_trial_blocks(n_trials):
+    """Units of new-deal work per chunk (any split gives the same results)."""
+    return min(MAX_DEAL_BLOCKS, n_trials)
+
+
+@njit(**NJIT)
+def unit_of(u, nb, nr):
+    """(kind, index) of parallel unit ``u``: deal blocks (kind 0) and trial blocks (kind 1)
+    interleaved, so that a static split of the units between threads gives each some of both."""
+    u = np.int64(u)
+    m = np.int64(min(nb, nr))
+    if u < 2 * m:
+        kind, i = u & 1, u >> 1
+    elif nb > nr:
+        kind, i = 0, u - m
+    else:
+        kind, i = 1, u - m
+    # Neighbouring units take distant blocks (i -> i * stride mod count, a bijection), so that any
+    # contiguous slice of units spreads over the deals (which callers often sort, e.g. by age).
+    count = nb if kind == 0 else nr
+    return kind, (i * spread_stride(count)) % max(count, 1)
+
+
+@njit(**NJIT)
+def spread_stride(n):
+    """The largest stride <= 0.618 n that is coprime with n (1 for n <= 2)."""
+    s = max(np.int64(n * 0.618), 1)
+    while s > 1:
+        a, b = n, s
+        while b:
+            a, b = b, a % b
+        if a == 1:
+            return s
+        s -= 1
+    return np.int64(1)
+
+
 def n_float_fields(n_periods: int, n_groups: int, n_stages: int) -> int:
     return 1 + n_periods + n_groups + n_stages
 
@@ -228,21 +312,24 @@ def n_int_fields(n_periods: int, n_groups: int, n_stages: int) -> int:
     return 2 + n_periods + n_groups + n_stages
 
 
-@njit(**NJIT_PARALLEL)
-def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
-    """Simulate trials ``t0 .. t0 + tc - 1``: open deals, new deals, merge (module docstring).
+@njit(**NJIT)
+def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
+    """One parallel unit of simulate_chunk_nb: deal block or trial block ``unit_of(u, nb, nr)``.
 
-    ``keys`` uint64 [4]: base keys of the domains (KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW).
-    Writes ``bufs.out_*`` rows ``t0 .. t0 + tc - 1`` and ``bufs.work*``; adds to the per-deal
-    accumulators.
+    A function of its own, called once per unit, rather than the body of the prange: numba's
+    parallel passes (copy propagation over every variable of every block) take time quadratic in
+    the size of a prange body, and this one holds every inlined helper (measured cold compile of
+    the kernel: 19 s as the prange's body, 8 s as a function).
     """
     # Arrays are unpacked once here and the helpers below are closures over them: numba inlines
     # closures into this function, whereas a call to another njit function taking arrays pays
     # atomic reference-count updates per array per call (measured: 4x slower per stage visit).
+    kind, idx = unit_of(u, nb, nr)  # 0: deal block idx, 1: trial block idx
     surv = tab.surv
-    exit_thr = tab.exit_thr
+    ctab = tab.ctab
+    cstride = _U(tab.cell_stride)
+    wbase = tab.wthr_base
     cell_hdr = tab.cell_hdr
-    guide = tab.guide
     gshift = 32 - tab.guide_bits
     log1m_h = tab.log1m_h
     day_bin = tab.day_bin
@@ -265,37 +352,45 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
     def tail_days(q):
         return np.int64(math.floor(q if q < TAIL_DAYS_CAP else TAIL_DAYS_CAP))
 
+    def spell_slow(uc, hi, d, room):
+        # A bucket straddling several days, or reaching the sentinel of an uncut table: scan the
+        # thresholds from the bucket's first day; past the table, the tail in floats.
+        woff = uc * cstride + wbase
+        lw = cell_hdr[uc, 1]
+        while hi > ctab[_U(woff + d)]:
+            d += 1
+        if d < lw:
+            return d, np.int64(day_bin[_U(cell_hdr[uc, 2] + d)])
+        L = cell_hdr[uc, 4]
+        if lw < L or L > room:  # after the window: the exact day does not matter
+            return lw, np.int64(tail_bin[uc])
+        v = (1.0 - np.float64(hi) * TWO_M32) / surv[_U(cell_hdr[uc, 2] + L - 1)]
+        return L + tail_days(math.log(v) / log1m_h[uc]), np.int64(tail_bin[uc])
+
     def spell_fresh(c, hi, room):
         # Age 0, integer form of the contract's rule: S(d) <= 1 - hi / 2**32 exactly when
-        # hi <= exit_thr[d] = 2**32 - ceil(S(d) 2**32). Returns (exit day, bin row); an exit day
-        # beyond ``room`` (the last day of the window, counted from the spell's entry) only says
-        # "after the window": a tail exit then needs no logarithm.
+        # hi <= thr[d] = 2**32 - ceil(S(d) 2**32). Returns (exit day, bin row); an exit day
+        # beyond ``room`` (the window's last day, counted from the spell's entry) only means
+        # "after the window". The guide entry gives the bucket's first exit day d; an unflagged
+        # bucket exits on d or d + 1, decided by one comparison.
         uc = _U(c)
-        off = cell_hdr[uc, 0]
-        if hi > cell_hdr[uc, 2]:
-            L = cell_hdr[uc, 1]
-            if L > room:
-                return L, np.int64(tail_bin[uc])
-            v = (1.0 - np.float64(hi) * TWO_M32) / surv[_U(off + L - 1)]
-            return L + tail_days(math.log(v) / log1m_h[uc]), np.int64(tail_bin[uc])
-        e = guide[_U(cell_hdr[uc, 3] + (hi >> gshift))]
-        d = e >> 32
-        if hi <= exit_thr[_U(off + d)]:
-            return d, e & 0xFFFFFFFF
-        d += 1
-        while hi > exit_thr[_U(off + d)]:
-            d += 1
-        return d, np.int64(day_bin[_U(off + d)])
+        cbase = uc * cstride
+        e = ctab[cbase + _U(hi >> gshift)]
+        d = e >> GUIDE_DAY_SHIFT
+        if e < GUIDE_SLOW:
+            step = hi > ctab[cbase + _U(wbase + d)]
+            return d + step, (e >> (np.int64(step) * GUIDE_ROW_BITS)) & GUIDE_ROW_MASK
+        return spell_slow(uc, hi, d & GUIDE_DAY_MASK, room)
 
-    def deal_tables(c, a, s_prev, dlast, dthr_b, dguide_b):
+    def deal_tables(c, a, s_prev, dlast, tail_exact, dthr_b, dguide_b):
         # One open deal (cell c, age 0 < a < L) walks all trials of a chunk from the same state, so
         # its first-spell rule is turned into integers once: dthr_b[d] = the largest hi with
         # S(d) <= S(a-1) (1 - hi / 2**32) in floats, exactly as the contract computes the target
-        # (-1: none), for d = a .. dlast (the table's last day, or the last day inside the window
-        # if that comes first); and a guide dguide_b[j] = the first d >= a with
-        # dthr_b[d] >= j << dshift. With m = 2**32 - hi, 1 - hi / 2**32 is exactly m / 2**32, and
-        # the float target rises with m: find the smallest m that passes from a close guess.
-        off = cell_hdr[c, 0]
+        # (-1: none), for d = a .. dlast (the table's last day, or the window's last if that comes
+        # first), a sentinel 2**32 at dlast + 1, and a guide over hi packed as the cells' (see
+        # engine.pack_guide). With m = 2**32 - hi, 1 - hi / 2**32 is exactly m / 2**32, and the
+        # float target rises with m: find the smallest m that passes from a close guess.
+        off = cell_hdr[c, 2]
         y_prev = -1.0
         thr = np.int64(0)
         for d in range(a, dlast + 1):
@@ -309,26 +404,51 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
                 thr = TWO_32_INT - m
                 y_prev = y
             dthr_b[d] = thr
-        d = a
-        for j in range(DEAL_GUIDE_SIZE):
-            while d < dlast and dthr_b[d] < (j << dshift):
-                d += 1
-            dguide_b[j] = d
+        dthr_b[dlast + 1] = TWO_32_INT
+        # Each day d owns the buckets from the one after the previous day's last up to the one
+        # holding its threshold: all but that last are pure; that last one exits on d or d + 1
+        # unless d + 1's threshold is inside it too (slow).
+        tail_row = np.int64(tail_bin[c])
+        jp = -1
+        for d in range(a, dlast + 2):
+            t = dthr_b[d]
+            j1 = min(t >> dshift, DEAL_GUIDE_SIZE - 1)
+            if j1 <= jp:
+                continue
+            row_a = np.int64(day_bin[off + d]) if d <= dlast else tail_row
+            ent = (np.int64(d) << GUIDE_DAY_SHIFT) | row_a
+            if tail_exact and d > dlast:
+                ent |= GUIDE_SLOW
+            for j in range(jp + 1, j1):
+                dguide_b[j] = ent
+            top = ((j1 + 1) << dshift) - 1
+            if t < top:  # d <= dlast here: the sentinel 2**32 passes every top
+                row_b = np.int64(day_bin[off + d + 1]) if d < dlast else tail_row
+                ent |= row_b << GUIDE_ROW_BITS
+                if dthr_b[d + 1] < top or (tail_exact and d == dlast):
+                    ent |= GUIDE_SLOW
+            dguide_b[j1] = ent
+            jp = j1
 
-    def spell_aged(c, a, hi, s_prev, dlast, room, dthr_b, dguide_b):
-        # Age 0 < a < L, the deal's tables filled by deal_tables up to dlast.
-        if hi > dthr_b[_U(dlast)]:  # no exit by dlast
-            if dlast >= room:
-                return dlast + 1, np.int64(tail_bin[c])  # after the window: the day does not matter
-            # S(L-1) > target: the tail, in floats as the contract says.
-            off = cell_hdr[c, 0]
-            L = cell_hdr[c, 1]
-            target = s_prev * (1.0 - np.float64(hi) * TWO_M32)
-            return L + tail_days(math.log(target / surv[off + L - 1]) / log1m_h[c]), np.int64(tail_bin[c])
-        d = dguide_b[_U(hi >> dshift)]
+    def spell_aged(c, hi, s_prev, dlast, room, dthr_b, dguide_b):
+        # Age 0 < a < L, on the deal's tables filled by deal_tables.
+        e = dguide_b[_U(hi >> dshift)]
+        d = e >> GUIDE_DAY_SHIFT
+        if e < GUIDE_SLOW:
+            step = hi > dthr_b[_U(d)]
+            return d + step, (e >> (np.int64(step) * GUIDE_ROW_BITS)) & GUIDE_ROW_MASK
+        d &= GUIDE_DAY_MASK
         while hi > dthr_b[_U(d)]:
             d += 1
-        return d, np.int64(day_bin[_U(cell_hdr[c, 0] + d)])
+        if d <= dlast:
+            return d, np.int64(day_bin[_U(cell_hdr[c, 2] + d)])
+        if dlast >= room:  # after the window
+            return d, np.int64(tail_bin[c])
+        # S(L-1) > target: the tail, in floats as the contract says.
+        off = cell_hdr[c, 2]
+        L = cell_hdr[c, 4]
+        target = s_prev * (1.0 - np.float64(hi) * TWO_M32)
+        return L + tail_days(math.log(target / surv[off + L - 1]) / log1m_h[c]), np.int64(tail_bin[c])
 
     def spell_old(c, a, hi):
         # Age a >= L: the memoryless tail.
@@ -340,65 +460,23 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
         # without a data-dependent branch.
         r = _U(row)
         if n_cmp <= 3:  # the usual funnel: three thresholds, then the 4 outcomes in 16 bits each
-            j = (x32 >= dest_fast[r, 0]) + (x32 >= dest_fast[r, 1]) + (x32 >= dest_fast[r, 2])
-            return (dest_fast[r, 3] >> (np.int64(j) << 4)) & 0xFFFF
+            r4 = r << 2
+            j = (x32 >= dest_fast[r4]) + (x32 >= dest_fast[r4 + 1]) + (x32 >= dest_fast[r4 + 2])
+            return (dest_fast[r4 + 3] >> (np.int64(j) << 4)) & 0xFFFF
         j = 0
         for m in range(n_cmp):
             j += x32 >= dest_thr[r, _U(m)]
         return dest_k[r, _U(j)]
 
-    def walk(c, base, day, key, n):
-        # A new deal entering cell c on ``day``: until won, lost, or an exit past end_off; one draw
-        # per stage visit: high 32 bits the exit day, low 32 bits the destination.
-        # Returns (cell, day, outcome, visits).
-        n0 = n
-        x = draw(key, n)
-        n += 1
-        d, row = spell_fresh(c, np.int64(hi32(x)), end_off - day)
-        while True:
-            day += d
-            k = destination(row, np.int64(lo32(x)))
-            if (day > end_off) | (k >= S) | (n - n0 >= MAX_STEPS):
-                break
-            c = base + k
-            x = draw(key, n)
-            n += 1
-            d, row = spell_fresh(c, np.int64(hi32(x)), end_off - day)
-        if day > end_off:
-            return c, day, OUT_OPEN, n - n0
-        if k == S:
-            return c, day, OUT_WON, n - n0
-        if k > S:
-            return c, day, OUT_LOST, n - n0
-        return base + k, day, OUT_OPEN, n - n0
-
-    def book(b, tt, outcome, c, day, amount, g):
-        # Slab row buf[b, tt]; returns 1 won in the window, 2 lost in it, 0 otherwise.
-        if outcome == OUT_OPEN:
-            s = c % S
-            buf_f[b, tt, fc0 + s] += amount
-            buf_i[b, tt, fc0 + 1 + s] += 1
-            return 0
-        if day < start_off:
-            return 0
-        if outcome == OUT_LOST:
-            buf_i[b, tt, 1] += 1
-            return 2
-        p = day_period[day]
-        buf_f[b, tt, 0] += amount
-        buf_f[b, tt, 1 + p] += amount
-        buf_f[b, tt, 1 + P + g] += amount
-        buf_i[b, tt, 0] += 1
-        buf_i[b, tt, 2 + p] += 1
-        buf_i[b, tt, 2 + P + g] += 1
-        return 1
-
-    # Pass 1: open deals, deal blocks in parallel; a block owns its deals' accumulators.
-    # Within a block, one deal at a time walks through a batch of TB trials together: all first
-    # spells, then the walks still going, compacted after every visit. No branch depends on a
-    # random outcome (the active and ended lists grow by 0 or 1 per walk), so the loop runs
-    # without branch mispredictions and the walks of different trials overlap in the pipeline;
-    # a walk-at-a-time loop stalls on one unpredictable exit branch per walk.
+    # Passes 1 and 2 in one: units of work in parallel, each a deal block (open deals) or a trial
+    # block (new deals). Both feed batches of up to TB walks through the same code: first spells
+    # of the whole batch, then the walks still going, compacted after every visit, then the
+    # booking. An open deal's batch is that deal in TB trials; a new-deal batch is up to TB
+    # arrivals of one trial, in arrival order. No branch depends on a random outcome (the lists
+    # grow by 0 or 1 per walk), and each visit is split into three loops (hashes, exit days,
+    # destinations and lists) whose dependency chains are short: the walks of a batch overlap in
+    # the pipeline, where a walk-at-a-time loop waits on one chain of dependent loads per visit
+    # and one unpredictable exit branch per walk.
     d_cell = deals.cell
     d_age = deals.age
     d_amount = deals.amount
@@ -415,108 +493,237 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
     W = deal_hist.shape[1]
     n = d_cell.shape[0]
     nb = work.shape[0]
-    for tt in range(tc):
-        tkeys[tt] = trial_key(keys[0], t0 + tt)
-    for b in prange(nb):
-        lo = (b * n) // nb
-        hi = ((b + 1) * n) // nb
-        # This block's rows of the scratch arrays, as 1-d views: one pointer each in the loops.
-        act_state = bufs.act_state[b]
-        act_code = bufs.act_code[b]
-        ends = bufs.ends[b]  # won walks at [0, TB), lost at [TB, 2 TB), still open at [2 TB, 3 TB)
-        dthr_b = bufs.dthr[b]
-        dguide_b = bufs.dguide[b]
-        bf = buf_f[b]
-        bi = buf_i[b]
-        bf[:tc, :] = 0.0
-        bi[:tc, :] = 0
-        steps = np.int64(0)
-        for i in range(lo, hi):
-            c0 = np.int64(d_cell[i])
-            a = np.int64(d_age[i])
-            s_prev = d_sprev[i]
-            amount = d_amount[i]
-            g = np.int64(d_group[i])
-            base = g * S
-            s0 = c0 - base
-            sid = d_sid[i]
-            day0 = np.int64(d_start[i]) - a  # the day the deal entered its current stage
-            room0 = end_off - day0  # its first spell's last exit day inside the window
-            L0 = cell_hdr[c0, 1]
-            mode = 0 if a == 0 else (1 if a < L0 else 2)
-            dlast = min(L0 - 1, room0)
-            if mode == 1:
-                deal_tables(c0, a, s_prev, dlast, dthr_b, dguide_b)
-            won_trials = 0
-            lost_trials = 0
-            for tb0 in range(0, tc, TB):
-                tb = min(TB, tc - tb0)
-                m = 0  # walks still going: act_state, act_code = (q << 36) | (stage << 20) | day
-                nw = 0  # walks won in the window: ends[nw] = (q << 32) | day
-                nl = TB  # walks lost in the window: ends[nl] = q
-                no = 2 * TB  # walks still open after end_off: ends[no] = (q << 16) | stage
-                # First spell (age-conditioned) of every trial in the batch.
-                for q in range(tb):
-                    state = stream_key(tkeys[_U(tb0 + q)], sid) + GOLDEN  # draw 0 of the deal's stream
-                    x = mix64(state)
-                    h32 = np.int64(hi32(x))
-                    if mode == 0:
-                        d, row = spell_fresh(c0, h32, room0)
-                    elif mode == 1:
-                        d, row = spell_aged(c0, a, h32, s_prev, dlast, room0, dthr_b, dguide_b)
+    rate = arr.rate
+    weekday_factor = arr.weekday_factor
+    moq_factor = arr.moq_factor
+    gamma_shape = arr.gamma_shape
+    entry_k = arr.entry_k
+    n_entry_cmp = arr.n_entry - 1
+    entry_thr = arr.entry_thr
+    amount_pool = arr.amount_pool
+    amount_off = arr.amount_off
+    amount_mult = arr.amount_mult
+    day_weekday = arr.day_weekday
+    day_moq = arr.day_moq
+    gmul = bufs.gmul
+    work_new = bufs.work_new
+    # This unit's rows of the scratch arrays, as 1-d views: one pointer each in the loops.
+    ast = bufs.act_state[u]  # states of the walks' next draws
+    act_code = bufs.act_code[u]  # (q << 44) | (cell << 20) | day of the walks still going
+    xs = bufs.xs[u]  # the visit's draw
+    sp = bufs.sp[u]  # (exit day << 20) | bin row, exit day capped at end_off + 1
+    fin = bufs.fin[u]  # per walk q its last visit: (day << 40) | (destination << 24) | cell
+    ends = bufs.ends[u]  # open-deal booking lists: won [0, TB), lost [TB, 2 TB), open [2 TB, 3 TB)
+    bq = bufs.bq[u]  # per walk: its base cell g S
+    gq = bufs.gq[u]  # new deals: group and amount
+    amq = bufs.amq[u]
+    dthr_b = bufs.dthr[u]
+    dguide_b = bufs.dguide[u]
+    # Deal block: deals lo .. hi - 1, each in trial batches from tb0.
+    lo = (idx * n) // max(nb, 1)
+    hi = ((idx + 1) * n) // max(nb, 1)
+    i = lo if kind == 0 else hi
+    tb0 = 0
+    if kind == 0:
+        buf_f[idx, :tc, :] = 0.0
+        buf_i[idx, :tc, :] = 0
+    steps_blk = np.int64(0)
+    c0 = np.int64(0)
+    a = np.int64(0)
+    s_prev = 1.0
+    amount = 0.0
+    g = np.int64(0)
+    base = np.int64(0)
+    sid = np.int64(0)
+    day0 = np.int64(0)
+    room0 = np.int64(0)
+    dlast = np.int64(0)
+    mode = 0
+    won_trials = 0
+    lost_trials = 0
+    # Trial block: trials tlo .. thi - 1, each its arrivals by (day, group, k).
+    tlo = (idx * tc) // max(nr, 1)
+    thi = ((idx + 1) * tc) // max(nr, 1)
+    tt = tlo if kind == 1 else thi
+    new_trial = True
+    trial_done = False
+    tk_count = np.uint64(0)
+    tk_new = np.uint64(0)
+    nday = 0
+    ng = 0
+    nk = 0
+    ncount = -1
+    n_new = np.int64(0)
+    steps_t = np.int64(0)
+    while True:
+        # ---- Fill a batch: per walk q the state of its first visit's draw ast[q], its code
+        # (q, cell, entry day of its spell) in act_code[q] and its base cell bq[q].
+        nq = 0
+        if kind == 0:
+            if i >= hi:
+                break
+            if tb0 == 0:
+                c0 = np.int64(d_cell[i])
+                a = np.int64(d_age[i])
+                s_prev = d_sprev[i]
+                amount = d_amount[i]
+                g = np.int64(d_group[i])
+                base = g * S
+                sid = d_sid[i]
+                day0 = np.int64(d_start[i]) - a  # the day the deal entered its current stage
+                room0 = end_off - day0  # its first spell's last exit day inside the window
+                L0 = cell_hdr[c0, 4]
+                mode = 0 if a == 0 else (1 if a < L0 else 2)
+                dlast = min(L0 - 1, room0)
+                if mode == 1:
+                    deal_tables(c0, a, s_prev, dlast, dlast < room0, dthr_b, dguide_b)
+                won_trials = 0
+                lost_trials = 0
+            nq = min(TB, tc - tb0)
+            code0 = (c0 << 20) | max(day0, 0)  # an aged first spell takes day0 from the deal
+            for q in range(nq):  # independent hashes: vectorised
+                uq = _U(q)
+                state = stream_key(tkeys[_U(tb0 + q)], sid) + GOLDEN  # draw 0 of its stream
+                xs[uq] = mix64(state)
+                ast[uq] = state
+                act_code[uq] = (q << 44) | code0
+                bq[uq] = base
+        else:
+            if tt >= thi:
+                break
+            if new_trial:
+                t = t0 + tt
+                buf_f[nb, tt, :] = 0.0
+                buf_i[nb, tt, :] = 0
+                tk_gamma = trial_key(keys[KEY_GAMMA], t)
+                tk_count = trial_key(keys[KEY_COUNT], t)
+                tk_new = trial_key(keys[KEY_NEW], t)
+                for gg in range(G):
+                    shape = gamma_shape[gg]
+                    if math.isinf(shape):
+                        gmul[tt, gg] = 1.0
                     else:
-                        d, row = spell_old(c0, a, h32)
-                    day = day0 + d
-                    k = destination(row, np.int64(lo32(x)))
+                        gmul[tt, gg] = gamma_nb(shape, stream_key(tk_gamma, gg)) / shape
+                nday = 0
+                ng = 0
+                nk = 0
+                ncount = -1
+                n_new = 0
+                steps_t = 0
+                new_trial = False
+                trial_done = False
+            mode = 0
+            # Arrivals of (day, group) in order, resuming where the last batch stopped.
+            while nq < TB:
+                if ncount < 0:
+                    if nday > end_off:
+                        trial_done = True
+                        break
+                    lam = rate[ng] * weekday_factor[ng, day_weekday[nday]] * moq_factor[ng, day_moq[nday]] * gmul[tt, ng]
+                    ncount = poisson_nb(lam, stream_key(tk_count, pack_arrival(ng, nday, 0))) if lam > 0.0 else 0
+                    n_new += ncount
+                    nk = 0
+                take = min(ncount - nk, TB - nq)
+                pool0 = amount_off[ng]
+                pool_n = amount_off[ng + 1] - pool0
+                base_g = ng * S
+                code_g = (base_g << 20) | nday
+                pk0 = pack_arrival(ng, nday, nk)
+                for r in range(take):  # independent hashes: vectorised
+                    uq = _U(nq + r)
+                    key = stream_key(tk_new, pk0 + r)
+                    sp[uq] = np.int64(mix64(key + GOLDEN))  # draw 0: entry stage (high 32 bits), amount
+                    ast[uq] = key + GOLDEN2  # draw 1: its first visit
+                    xs[uq] = mix64(key + GOLDEN2)
+                for r in range(take):
+                    uq = _U(nq + r)
+                    x = np.uint64(sp[uq])
+                    x32 = hi32(x)
+                    j = 0
+                    for jj in range(n_entry_cmp):  # count the thresholds <= x32: no branch
+                        j += x32 >= entry_thr[ng, jj]
+                    amq[uq] = amount_pool[pool0 + pick_index(lo32(x), pool_n)] * amount_mult
+                    gq[uq] = ng
+                    bq[uq] = base_g
+                    act_code[uq] = (((nq + r) << 44) | code_g) + (np.int64(entry_k[ng, j]) << 20)
+                nq += take
+                nk += take
+                if nk >= ncount:
+                    ncount = -1
+                    ng += 1
+                    if ng == G:
+                        ng = 0
+                        nday += 1
+        if nq > 0:
+            # ---- The walks' visits, in rounds over the walks still going (at first all nq),
+            # each in three loops: the draws, the exit days (a spell's exit day capped at
+            # end_off + 1, and its bin row), then destinations, compaction and each walk's last
+            # visit so far in fin. An open deal's first spell is conditioned on its age.
+            m = nq
+            steps = np.int64(0)
+            visits = 0
+            while m > 0 and visits < MAX_STEPS:
+                steps += m
+                if visits > 0:  # the fill drew the first visits
+                    for j in range(m):
+                        xs[_U(j)] = mix64(ast[_U(j)])
+                if visits == 0 and mode != 0:
+                    for j in range(m):
+                        h32 = np.int64(hi32(xs[_U(j)]))
+                        if mode == 1:
+                            d, row = spell_aged(c0, h32, s_prev, dlast, room0, dthr_b, dguide_b)
+                        else:
+                            d, row = spell_old(c0, a, h32)
+                        sp[_U(j)] = (min(day0 + d, end_off + 1) << 20) | row
+                else:
+                    for j in range(m):
+                        uj = _U(j)
+                        code = act_code[uj]
+                        day = code & 0xFFFFF
+                        d, row = spell_fresh((code >> 20) & 0xFFFFFF, np.int64(hi32(xs[uj])), end_off - day)
+                        sp[uj] = (min(day + d, end_off + 1) << 20) | row
+                m2 = 0
+                for j in range(m):
+                    uj = _U(j)
+                    code = act_code[uj]
+                    q = code >> 44
+                    uq = _U(q)
+                    e = sp[uj]
+                    day = e >> 20
+                    k = destination(e & 0xFFFFF, np.int64(lo32(xs[uj])))
+                    fin[uq] = (day << 40) | (k << 24) | ((code >> 20) & 0xFFFFFF)
+                    um = _U(m2)
+                    ast[um] = ast[uj] + GOLDEN
+                    act_code[um] = (q << 44) | ((bq[uq] + k) << 20) | day
+                    m2 += (day <= end_off) & (k < S)
+                m = m2
+                visits += 1
+            # Walks capped at MAX_STEPS visits stay open in the cell they moved to.
+            for j in range(m):
+                code = act_code[_U(j)]
+                fin[_U(code >> 44)] = ((end_off + 1) << 40) | ((code >> 20) & 0xFFFFFF)
+            # ---- Booking.
+            if kind == 0:
+                # One deal in nq trials: sort the walks by outcome, then each trial's slab
+                # row gets at most one term per deal, in deal order (skipping a zero term
+                # leaves a float sum unchanged). Total wins per trial are summed from the
+                # period wins in the merge.
+                nw = 0
+                nl = TB
+                no = 2 * TB
+                for q in range(nq):
+                    e = fin[_U(q)]
+                    day = e >> 40
+                    k = (e >> 24) & 0xFFFF
                     inw = (day >= start_off) & (day <= end_off)
-                    um = _U(m)
-                    act_state[um] = state + GOLDEN
-                    act_code[um] = (q << 36) | (k << 20) | day
-                    m += (day <= end_off) & (k < S)
                     ends[_U(nw)] = (q << 32) | day
                     nw += inw & (k == S)
                     ends[_U(nl)] = q
                     nl += inw & (k > S)
-                    ends[_U(no)] = (q << 16) | s0
+                    ends[_U(no)] = (q << 16) | ((e & 0xFFFFFF) - base)
                     no += day > end_off
-                steps += tb
-                # Later spells (age 0) of the walks still going; compaction in place.
-                visits = 1
-                while m > 0 and visits < MAX_STEPS:
-                    steps += m
-                    m2 = 0
-                    for j in range(m):
-                        uj = _U(j)
-                        state = act_state[uj]
-                        code = act_code[uj]
-                        q = code >> 36
-                        s = (code >> 20) & 0xFFFF
-                        day = code & 0xFFFFF
-                        x = mix64(state)
-                        d, row = spell_fresh(base + s, np.int64(hi32(x)), end_off - day)
-                        day += d
-                        k = destination(row, np.int64(lo32(x)))
-                        inw = (day >= start_off) & (day <= end_off)
-                        um = _U(m2)
-                        act_state[um] = state + GOLDEN
-                        act_code[um] = (q << 36) | (k << 20) | day
-                        m2 += (day <= end_off) & (k < S)
-                        ends[_U(nw)] = (q << 32) | day
-                        nw += inw & (k == S)
-                        ends[_U(nl)] = q
-                        nl += inw & (k > S)
-                        ends[_U(no)] = (q << 16) | s
-                        no += day > end_off
-                    m = m2
-                    visits += 1
-                # Walks capped at MAX_STEPS visits stay open in the stage they moved to.
-                for j in range(m):
-                    code = act_code[_U(j)]
-                    ends[_U(no)] = ((code >> 36) << 16) | ((code >> 20) & 0xFFFF)
-                    no += 1
-                # Book the batch: each trial's slab row gets at most one term per deal, in deal
-                # order (skipping a zero term leaves a float sum unchanged). Total wins per trial
-                # are summed from the period wins in the merge.
+                bf = buf_f[idx]
+                bi = buf_i[idx]
                 for j in range(nw):
                     e = ends[_U(j)]
                     utt = _U(tb0 + (e >> 32))
@@ -539,71 +746,85 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
                     bi[utt, _U(fc0 + 1 + s)] += 1
                 won_trials += nw
                 lost_trials += nl - TB
-            deal_won[i] += won_trials
-            deal_lost[i] += lost_trials
-        work[b, 0] = (hi - lo) * tc
-        work[b, 1] = steps
-
-    # Pass 2: new deals, trials in parallel; slab row nb (the last).
-    if arr.on:
-        rate = arr.rate
-        weekday_factor = arr.weekday_factor
-        moq_factor = arr.moq_factor
-        gamma_shape = arr.gamma_shape
-        entry_k = arr.entry_k
-        entry_thr = arr.entry_thr
-        amount_pool = arr.amount_pool
-        amount_off = arr.amount_off
-        amount_mult = arr.amount_mult
-        day_weekday = arr.day_weekday
-        day_moq = arr.day_moq
-        gmul = bufs.gmul
-        work_new = bufs.work_new
-        base_gamma = keys[1]
-        base_count = keys[2]
-        base_new = keys[3]
-        for tt in prange(tc):
-            t = t0 + tt
-            buf_f[nb, tt, :] = 0.0
-            buf_i[nb, tt, :] = 0
-            tk_gamma = trial_key(base_gamma, t)
-            tk_count = trial_key(base_count, t)
-            tk_new = trial_key(base_new, t)
-            for g in range(G):
-                shape = gamma_shape[g]
-                if math.isinf(shape):
-                    gmul[tt, g] = 1.0
-                else:
-                    gmul[tt, g] = gamma_nb(shape, stream_key(tk_gamma, g)) / shape
-            n_new = np.int64(0)
-            steps = np.int64(0)
-            for day in range(end_off + 1):
-                wd = day_weekday[day]
-                mq = day_moq[day]
-                for g in range(G):
-                    lam = rate[g] * weekday_factor[g, wd] * moq_factor[g, mq] * gmul[tt, g]
-                    if not lam > 0.0:
-                        continue
-                    count = poisson_nb(lam, stream_key(tk_count, pack_arrival(g, day, 0)))
-                    pool0 = amount_off[g]
-                    pool_n = amount_off[g + 1] - pool0
-                    for k in range(count):
-                        key = stream_key(tk_new, pack_arrival(g, day, k))
-                        x = draw(key, 0)
-                        x32 = hi32(x)
-                        j = 0
-                        while x32 >= entry_thr[g, j]:
-                            j += 1
-                        c0 = np.int64(g * S + entry_k[g, j])
-                        amount = amount_pool[pool0 + pick_index(lo32(x), pool_n)] * amount_mult
-                        c, dday, outcome, visits = walk(c0, np.int64(g * S), np.int64(day), key, 1)
-                        steps += visits
-                        book(nb, tt, outcome, c, dday, amount, g)
-                    n_new += count
+                steps_blk += steps
+            else:
+                # New deals of one trial, in arrival order: every field of its slab row gets its
+                # terms in that order. Sorting by outcome keeps that order within each outcome,
+                # and each field takes terms of one outcome only; counts need no order.
+                nw = 0
+                nl = 0
+                no = 2 * TB
+                for q in range(nq):
+                    e = fin[_U(q)]
+                    day = e >> 40
+                    k = (e >> 24) & 0xFFFF
+                    inw = (day >= start_off) & (day <= end_off)
+                    ends[_U(nw)] = q
+                    nw += inw & (k == S)
+                    nl += inw & (k > S)
+                    ends[_U(no)] = q
+                    no += day > end_off
+                bf = buf_f[nb, tt]
+                bi = buf_i[nb, tt]
+                for j in range(nw):
+                    uq = _U(ends[_U(j)])
+                    amt = amq[uq]
+                    p = _U(day_period[_U(fin[uq] >> 40)])
+                    gg = _U(gq[uq])
+                    bf[0] += amt
+                    bf[1 + p] += amt
+                    bf[1 + P + gg] += amt
+                    bi[2 + p] += 1
+                    bi[2 + P + gg] += 1
+                bi[0] += nw
+                bi[1] += nl
+                for j in range(2 * TB, no):
+                    uq = _U(ends[_U(j)])
+                    s = _U((fin[uq] & 0xFFFFFF) - bq[uq])
+                    bf[fc0 + s] += amq[uq]
+                    bi[fc0 + 1 + s] += 1
+                steps_t += steps
+        # ---- Advance.
+        if kind == 0:
+            tb0 += nq
+            if tb0 >= tc:
+                deal_won[i] += won_trials
+                deal_lost[i] += lost_trials
+                i += 1
+                tb0 = 0
+        elif trial_done:
             work_new[tt, 0] = n_new
-            work_new[tt, 1] = steps
+            work_new[tt, 1] = steps_t
+            tt += 1
+            new_trial = True
+    if kind == 0:
+        work[idx, 0] = (hi - lo) * tc
+        work[idx, 1] = steps_blk
 
-    # Pass 3: merge the slabs in a fixed order, trials in parallel.
+
+@njit(**NJIT_PARALLEL)
+def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
+    """Simulate trials ``t0 .. t0 + tc - 1``: open deals and new deals in parallel units, then the
+    merge (module docstring).
+
+    ``keys`` uint64 [4]: base keys of the domains (KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW).
+    Writes ``bufs.out_*`` rows ``t0 .. t0 + tc - 1`` and ``bufs.work*``; adds to the per-deal
+    accumulators.
+    """
+    tkeys = bufs.tkeys
+    for tt in range(tc):
+        tkeys[tt] = trial_key(keys[KEY_OPEN], t0 + tt)
+    nb = bufs.work.shape[0]
+    nr = n_trial_blocks(tc) if arr.on else 0
+    for u in prange(nb + nr):
+        # The casts give this call one signature in numba's typing of the loop and in its
+        # parallel lowering (where the index is unsigned): unit_nb compiles once, not twice.
+        unit_nb(np.int64(u), np.int64(nb), np.int64(nr), np.int64(t0), np.int64(tc), keys, tab, deals, arr, win, bufs)
+
+    # Merge the slabs in a fixed order, trials in parallel.
+    buf_f = bufs.buf_f
+    buf_i = bufs.buf_i
+    P = win.n_periods
     out_f = bufs.out_f
     out_i = bufs.out_i
     out_new_f = bufs.out_new_f
@@ -629,3 +850,37 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
         out_i[t, 0] = m
         out_new_f[t] = buf_f[nb, tt, 0]
         out_new_i[t] = buf_i[nb, tt, 0]
+
+
+def refresh_stale_cache(module, sources) -> bool:
+    """Flush the on-disk numba cache of ``module``'s cached functions when ``sources`` changed.
+
+    numba keys a cached function on its own file's timestamp, but the kernels compile rng.py's
+    functions into themselves: after an edit of rng.py alone, numba would load machine code built
+    from the old rng.py. A hash of all the sources is kept beside the cache; when it differs,
+    the module's cache indexes are flushed (the next call compiles and caches afresh). Returns
+    True when it flushed. Never raises: an unwritable cache directory is one numba cannot use
+    either.
+    """
+    try:
+        from numba.core.dispatcher import Dispatcher
+
+        digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in sources)).hexdigest()
+        funcs = [
+            f for f in vars(module).values()
+            if isinstance(f, Dispatcher) and f.py_func.__module__ == module.__name__ and f._cache.cache_path
+        ]  # fmt: skip
+        if not funcs:
+            return False
+        stamp = Path(funcs[0]._cache.cache_path) / f"{module.__name__}.sources.sha256"
+        if stamp.exists() and stamp.read_text() == digest:
+            return False
+        for f in funcs:
+            f._cache.flush()
+        stamp.write_text(digest)
+        return True
+    except Exception:  # pragma: no cover - read-only or missing cache directory
+        return False
+
+
+refresh_stale_cache(sys.modules[__name__], [__file__, _rng.__file__])

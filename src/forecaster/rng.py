@@ -44,14 +44,11 @@ from numba import njit
 # (division by zero gives inf/nan instead of raising, which also removes a branch per division).
 NJIT = {"cache": True, "error_model": "numpy", "nogil": True}
 NJIT_PARALLEL = {**NJIT, "parallel": True}
-# The few-instruction helpers the kernels call per stage visit are inlined into them by numba
-# itself: a call to a separate njit function stays a real call (result through memory, status
-# check, registers spilled around it), measured to cost more than the helper's own work.
-NJIT_INLINE = {**NJIT, "inline": "always"}
 
 MASK64 = (1 << 64) - 1
 
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+GOLDEN2 = np.uint64((2 * 0x9E3779B97F4A7C15) & MASK64)  # draw n's state is key + (n + 1) GOLDEN
 KEYMUL = np.uint64(0xD1342543DE82EF95)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
@@ -79,7 +76,7 @@ MAX_DAYS = 1 << DAY_BITS
 MAX_ARRIVALS = 1 << ARRIVAL_BITS
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def mix64(z):
     """SplitMix64 finaliser: a bijection on uint64 with full avalanche."""
     z = (z ^ (z >> _S30)) * _MIX1
@@ -87,55 +84,55 @@ def mix64(z):
     return z ^ (z >> _S31)
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def trial_key(base, trial):
     """Key of one trial (int ``trial >= 0``) under a domain's ``base`` key (uint64)."""
     return mix64(np.uint64(base) + np.uint64(trial) * GOLDEN)
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def stream_key(tkey, stream):
     """Key of one stream (int ``stream >= 0``: deal id, group, packed arrival) within a trial."""
     return mix64(np.uint64(tkey) ^ (np.uint64(stream) * KEYMUL))
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def draw(key, n):
     """The ``n``-th (``n >= 0``) 64-bit draw of the stream ``key``."""
     return mix64(np.uint64(key) + np.uint64(n + 1) * GOLDEN)
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def hi_uniform(x):
     """High 32 bits of a draw as a uniform in ``[0, 1 - 2**-32]`` (exact in float64)."""
     return np.float64(x >> _S32) * TWO_M32
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def lo32(x):
     """Low 32 bits of a draw (uint64 in ``[0, 2**32)``), compared against integer thresholds."""
     return x & _LO32
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def hi32(x):
     """High 32 bits of a draw (uint64 in ``[0, 2**32)``)."""
     return x >> _S32
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def uniform53(x):
     """A draw as a uniform in ``[0, 1)`` with 53 random bits."""
     return np.float64(x >> _S11) * TWO_M53
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def uniform53_at(key, n):
     """``uniform53(draw(key, n))``; one call, so the samplers' ``.py_func`` run on Python floats."""
     return uniform53(draw(key, n))
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def pick_index(x32, size):
     """``floor(x32 * size / 2**32)``: an index in ``[0, size)`` by multiply-and-shift, no division."""
     return np.int64((x32 * np.uint64(size)) >> _S32)
@@ -158,7 +155,7 @@ def _mix64_int(z: int) -> int:
     return z ^ (z >> 31)
 
 
-@njit(**NJIT_INLINE)
+@njit(**NJIT)
 def pack_arrival(group, day, k):
     """Stream id (int64) of the ``k``-th new deal of ``group`` on day offset ``day``; also the id of
     the (group, day) count stream with ``k = 0`` (in its own domain)."""
