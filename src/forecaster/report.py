@@ -221,8 +221,8 @@ def print_compare(c: dict[str, Any]) -> None:
 def print_plan(p: dict[str, Any]) -> None:
     out = console()
     where = f" at {p['stage']}" if p.get("stage") else ""
-    out.print(f"Plan: revenue >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever "
-              f"{p['lever']}{where} ({p['trials']:,} trials per evaluation, {p['evaluations']} evaluations)")
+    out.print(f"Plan: revenue >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever {p['lever']}{where}")
+    out.print(f"({p['trials']:,} trials per evaluation, {p['evaluations']} evaluations on the same trials)")
     out.print(f"now: P(revenue >= target) = {pct(p['p_now'])}")
     for line in p["answer"]:
         out.print(f"answer: {line}", style="bold")
@@ -248,8 +248,9 @@ def print_backtest(b: dict[str, Any]) -> None:
     """Coverage, bias and skill per method, as a revenue-ops lead reads them."""
     out = console()
     out.print(f"Backtest: {b['cutoffs']} cutoffs ({b['cutoff_dates'][0]} .. {b['cutoff_dates'][-1]}), window "
-              f"{b['window']}, {b['trials']:,} trials each"
-              + (", parameter uncertainty on" if b.get("parameter_uncertainty") else ""))
+              f"{b['window']}, {b['trials']:,} trials each")
+    if b.get("parameter_uncertainty"):
+        out.print("parameter uncertainty on: each block of trials uses a bootstrap-refitted model")
     for target, block, kind in (("revenue", b, "money"), ("won deals", b["won_deals"], "num")):
         t = Table(title=f"{target}: lower CRPS is better; coverage should match its nominal level",
                   title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
