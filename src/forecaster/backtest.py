@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from forecaster import scores
 from forecaster.config import Config
-from forecaster.data import OPEN, WON, CRMData, cut, load, to_date, to_day
+from forecaster.data import OPEN, WON, CRMData, load, to_date, to_day
 from forecaster.errors import ConfigError, ForecasterError
 from forecaster.forecast import prepare, simulate_base, simulate_forecast
 
@@ -136,7 +136,6 @@ def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month",
         if last > data_end:
             continue  # the outcome is not fully known yet
         cfg = config.with_forecast(as_of=d, start=d, end=last)
-        cfg = dataclasses.replace(cfg, forecast=dataclasses.replace(cfg.forecast, start=d, end=last))
         try:
             base = prepare(cfg, full=full)
         except ForecasterError:  # e.g. a cutoff before the first deal
@@ -152,7 +151,7 @@ def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month",
         for method, sim in sims.items():
             rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))
             rows.append(_score_rows(d, method, "won_deals", sim.won_deals.astype(float), None, y_won))
-        wp_rev, wp_won = weighted_pipeline(cut(full, to_day(d)))
+        wp_rev, wp_won = weighted_pipeline(base.data)  # the export as of d, cut once by prepare
         rows.append(_score_rows(d, "weighted_pipeline", "revenue", None, wp_rev, y_rev))
         rows.append(_score_rows(d, "weighted_pipeline", "won_deals", None, wp_won, y_won))
         rr_rev, rr_won = run_rate(full, d, last)

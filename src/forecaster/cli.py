@@ -329,10 +329,10 @@ def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str) ->
     if not scenarios:
         raise ConfigError(f"{config}: no scenarios to compare (add a 'scenarios:' list; see configs/scenarios.yaml)")
     base = prepare(cfg)
-    for sc in scenarios:  # every problem before any simulation
-        from forecaster.whatif import scenario_inputs
+    from forecaster.whatif import segment_values
 
-        scenario_inputs(base, sc)
+    for sc in scenarios:  # every problem before any simulation
+        sc.check(segment_values(base), base.start, base.end)
     result, table = compare_scenarios(base, scenarios)
     deliver(result, fmt, report.print_compare, out_dir, "compare.json", table, "compare_trials.parquet")
 

@@ -147,10 +147,12 @@ def prepare(config: Config, *, model_dir: Path | None = None, full: CRMData | No
 
 def simulate_base(base: Base, *, stage: StageTables | None = None, deals: OpenDeals | None = None,
                   arrivals: ArrivalTables | None | bool = True, amount_multiplier_new: float = 1.0,
-                  n_trials: int | None = None, progress: Callable[[int, int], None] | None = None) -> SimResult:
+                  n_trials: int | None = None, seed: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> SimResult:
     """Run the kernel on the base's inputs, or on changed tables (scenarios); same seed, same streams."""
     return simulate(stage if stage is not None else base.stage, deals if deals is not None else base.deals,
-                    n_trials=n_trials or base.config.forecast.trials, seed=base.config.forecast.seed,
+                    n_trials=n_trials or base.config.forecast.trials,
+                    seed=base.config.forecast.seed if seed is None else seed,
                     start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
                     arrivals=base.arrivals if arrivals is True else (arrivals or None),
                     day_weekday=base.weekday, day_moq=base.moq,
@@ -210,10 +212,8 @@ def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = 
         stage = model.stage
         if cfg.fit.stale_after_days is not None:
             stage = apply_stale(stage, cfg.fit.stale_after_days)
-        parts.append(simulate(stage, base.deals, n_trials=int(sizes[b]), seed=block_seed(cfg.forecast.seed, b),
-                              start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
-                              arrivals=model.arrivals if cfg.forecast.new_deals else None,
-                              day_weekday=base.weekday, day_moq=base.moq))
+        parts.append(simulate_base(base, stage=stage, arrivals=model.arrivals if cfg.forecast.new_deals else None,
+                                   n_trials=int(sizes[b]), seed=block_seed(cfg.forecast.seed, b)))
         done += int(sizes[b])
         if progress is not None:
             progress(done, cfg.forecast.trials)

@@ -112,9 +112,9 @@ def funnel(model: PipelineModel, data: CRMData, segment: tuple[str, ...] = ()) -
 
     # Spells of the selection: deals that entered each stage, and their amounts.
     sp = spells(data)
-    dg, _ = group_index(data, model.segment_by)
+    dg, found = group_index(data, model.segment_by)
     lookup = {g: i for i, g in enumerate(model.groups)}
-    gm = np.array([lookup.get(g, -1) for g in group_index(data, model.segment_by)[1]])[dg]
+    gm = np.array([lookup.get(g, -1) for g in found])[dg]
     sp_sel = np.isin(gm[sp.deal], gsel)
     entered = np.bincount(sp.stage[sp_sel], minlength=n_s)
     amount_in = np.bincount(sp.stage[sp_sel], weights=data.amount[sp.deal[sp_sel]], minlength=n_s)
