@@ -21,11 +21,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from forecaster import __version__
-from forecaster.backtest import add_months, backtest
+from forecaster._version import __version__
+from forecaster.analysis.backtest import backtest
+from forecaster.analysis.forecast import run_forecast
+from forecaster.calendar import add_months
 from forecaster.config import load_config
-from forecaster.forecast import run_forecast
-from forecaster.generate import generate
+from forecaster.synth import generate
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from forecaster import __version__
-from forecaster.generate import generate
+from forecaster._version import __version__
+from forecaster.synth import generate
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "forecaster" / "sample" / "forecaster.yaml"
 

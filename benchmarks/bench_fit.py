@@ -23,16 +23,17 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from forecaster import __version__
+from forecaster._version import __version__
 from forecaster.config import load_config
-from forecaster.data import cut, default_as_of, load
-from forecaster.generate import generate
-from forecaster.model import fit, spells
-from forecaster.survival import risk_counts
+from forecaster.crm import cut, default_as_of, load
+from forecaster.crm.snapshot import stage_spells
+from forecaster.model import fit
+from forecaster.model.survival import risk_counts
+from forecaster.synth import generate
 
 
 def reference_counts(h_deal, h_stage, h_entered, status, closed, as_of, n_stages):
-    """Pure-Python twin of spells() + risk_counts() for every stage (pooled): dict of per-day counts."""
+    """Pure-Python twin of the spells + risk_counts() for every stage (pooled): dict of per-day counts."""
     at_risk_end = [defaultdict(int) for _ in range(n_stages)]
     exits = [defaultdict(int) for _ in range(n_stages)]
     rows = list(zip(h_deal.tolist(), h_stage.tolist(), h_entered.tolist()))
@@ -59,7 +60,8 @@ def reference_counts(h_deal, h_stage, h_entered, status, closed, as_of, n_stages
 
 def numpy_counts(snap):
     """The same core step as the reference, vectorised as in forecaster: spells + pooled counts per stage."""
-    sp = spells(snap)
+    sp = stage_spells(snap.h_deal, snap.h_stage, snap.h_entered, snap.status, snap.closed, len(snap.stages),
+                      snap.as_of)
     out = []
     for s in range(len(snap.stages)):
         m = sp.stage == s

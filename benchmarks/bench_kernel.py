@@ -36,8 +36,8 @@ import numpy as np
 from numba import njit, prange
 
 import forecaster
-from forecaster import engine, kernels, rng
-from forecaster.tables import OpenDeals, StageTables
+from forecaster.model import OpenDeals, StageTables
+from forecaster.sim import engine, kernels, rng
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_reference  # noqa: E402
@@ -158,9 +158,9 @@ def _floor_inlined_nb(base, n_streams, draws_per_stream, n_blocks):
 
 def real_model(scale: float, seed: int = 1):
     """A fitted model of generated data, as `forecaster forecast` builds it: (Base, summary)."""
+    from forecaster.analysis.forecast import prepare
     from forecaster.config import load_config
-    from forecaster.forecast import prepare
-    from forecaster.generate import generate
+    from forecaster.synth import generate
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_kernel_"))
     summary = generate(tmp, seed=seed, scale=scale)
@@ -173,7 +173,7 @@ def cold_compile_s() -> float | None:
     code = (
         "import sys, time; sys.path.insert(0, %r)\n"
         "from bench_kernel import synthetic_problem, window_kw\n"
-        "from forecaster import engine\n"
+        "from forecaster.sim import engine\n"
         "st, d = synthetic_problem(50)\n"
         "t = time.perf_counter(); engine.simulate(st, d, n_trials=3, seed=0, **window_kw())\n"
         "print(time.perf_counter() - t)\n"

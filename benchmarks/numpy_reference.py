@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecaster.kernels import MAX_STEPS
-from forecaster.tables import OpenDeals, StageTables
+from forecaster.model import OpenDeals, StageTables
+from forecaster.sim.kernels.layout import MAX_STEPS
 
 CHUNK_ELEMENTS = 1 << 16
 

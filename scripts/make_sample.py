@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from forecaster.generate import generate
+from forecaster.synth import generate
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "src" / "forecaster" / "sample"
 SAMPLE_ARGS = {"seed": 7, "start": dt.date(2024, 1, 1), "end": dt.date(2025, 6, 30), "scale": 0.5}

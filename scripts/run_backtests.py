@@ -16,9 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from forecaster.backtest import backtest
+from forecaster.analysis.backtest import backtest
 from forecaster.config import load_config
-from forecaster.generate import generate
+from forecaster.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]
 D = dt.date

@@ -1,4 +1,4 @@
-"""Slow, obviously-correct pure-Python twin of engine.simulate (as stumpy's tests/naive.py).
+"""Slow, obviously-correct pure-Python twin of sim.engine.simulate (as stumpy's tests/naive.py).
 
 It reads the natural tables of docs/kernel_contract.md directly (linear search for the exit day,
 probability rows for destinations) and consumes the same random draws as the kernels:
@@ -16,7 +16,11 @@ import math
 
 import numpy as np
 
-from forecaster import kernels, rng
+from forecaster.sim import rng
+from forecaster.sim.kernels import layout as kernels
+
+# Walk outcomes.
+OUT_WON, OUT_LOST, OUT_OPEN = 0, 1, 2
 
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -76,7 +80,7 @@ def exit_day(stage, c: int, a: int, u1: float) -> int:
 
 
 def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int):
-    """(cell, day, outcome, visits) as kernels.walk_nb."""
+    """(cell, day, outcome, visits) of one walk, as the kernel's unit_nb walks it."""
     S = stage.n_stages
     base = c - c % S
     day = entered
@@ -89,18 +93,18 @@ def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int):
         d = exit_day(stage, c, a, (x >> 32) * 2.0**-32)
         day += d
         if day > end_off:
-            return c, day, kernels.OUT_OPEN, visits
+            return c, day, OUT_OPEN, visits
         L = int(stage.cell_off[c + 1] - stage.cell_off[c])
         row = int(stage.day_bin[stage.cell_off[c] + d]) if d < L else int(stage.tail_bin[c])
         k = pick(stage.bin_p[row], x & 0xFFFFFFFF)
         if k == S:
-            return c, day, kernels.OUT_WON, visits
+            return c, day, OUT_WON, visits
         if k == S + 1:
-            return c, day, kernels.OUT_LOST, visits
+            return c, day, OUT_LOST, visits
         c = base + k
         a = 0
         if visits >= kernels.MAX_STEPS:
-            return c, day, kernels.OUT_OPEN, visits
+            return c, day, OUT_OPEN, visits
 
 
 def _period(period_start, day: int) -> int:
@@ -125,13 +129,13 @@ class _Acc:
         self.carry_n = [0] * S
 
     def book(self, outcome, cell, day, amount, group, S, start_off, period_start) -> int:
-        if outcome == kernels.OUT_OPEN:
+        if outcome == OUT_OPEN:
             self.carry_amt[cell % S] += amount
             self.carry_n[cell % S] += 1
             return 0
         if day < start_off:
             return 0
-        if outcome == kernels.OUT_LOST:
+        if outcome == OUT_LOST:
             self.lost += 1
             return 2
         p = _period(period_start, day)

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from forecaster.config import load_config
-from forecaster.data import NO_DATE, OPEN, cut, load, to_day
+from forecaster.calendar import NO_DATE, to_day
+from forecaster.crm import OPEN, cut, load
 
 BASE = dt.date(2024, 1, 1)
 STAGES = ["s0", "s1", "s2"]

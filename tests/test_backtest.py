@@ -10,11 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from forecaster.backtest import actuals, backtest, cutoffs, run_rate, weighted_pipeline, window_end
+from forecaster.analysis.backtest import actuals, backtest, cutoffs, run_rate, weighted_pipeline, window_last_day
 from forecaster.cli import main
 from forecaster.config import load_config
-from forecaster.data import cut, load, to_day
-from forecaster.generate import generate
+from forecaster.calendar import to_day
+from forecaster.crm import cut, load
+from forecaster.synth import generate
 from tests.conftest import REPO, shared_data
 
 DEALS = """deal_id,created_at,amount,status,closed_at
@@ -65,9 +66,9 @@ def test_actuals_and_run_rate_by_hand(crm):
 def test_calendar():
     assert cutoffs(dt.date(2024, 1, 31), dt.date(2024, 5, 1), "month") == [
         dt.date(2024, 1, 31), dt.date(2024, 2, 29), dt.date(2024, 3, 29), dt.date(2024, 4, 29)]
-    assert window_end(dt.date(2024, 1, 1), "quarter") == dt.date(2024, 3, 31)
-    assert window_end(dt.date(2024, 1, 15), "month") == dt.date(2024, 2, 14)
-    assert window_end(dt.date(2024, 1, 1), "90d") == dt.date(2024, 3, 30)
+    assert window_last_day(dt.date(2024, 1, 1), "quarter") == dt.date(2024, 3, 31)
+    assert window_last_day(dt.date(2024, 1, 15), "month") == dt.date(2024, 2, 14)
+    assert window_last_day(dt.date(2024, 1, 1), "90d") == dt.date(2024, 3, 30)
 
 
 def perturb_after(folder, d: dt.date, seed: int = 0) -> None:

@@ -9,10 +9,10 @@ import pytest
 
 from forecaster.cli import main
 from forecaster.config import load_config
-from forecaster.data import load_as_of
-from forecaster.funnel import cell_exit_shares
-from forecaster.generate import generate
+from forecaster import load as load_as_of
+from forecaster.analysis.funnel import cell_exit_shares
 from forecaster.model import PipelineModel, fit
+from forecaster.synth import generate
 from tests.conftest import REPO, shared_data
 
 STAGE_KEYS = {"stage", "entered", "open_deals", "open_amount", "p_exit", "win_rate", "median_days",

@@ -14,8 +14,8 @@ import pytest
 
 from forecaster.cli import main
 from forecaster.config import load_config
-from forecaster.forecast import run_forecast
-from forecaster.results import period_bounds
+from forecaster.analysis.forecast import run_forecast
+from forecaster.calendar import period_bounds
 from tests.conftest import REPO, shared_data
 from tests.test_asof import truncate, write
 
@@ -175,13 +175,13 @@ def test_demo_runs_the_forecast(runner):
 def test_kernel_equals_the_naive_twin_on_the_real_sample_model(sample_config):
     """The fitted sample model (tables of hundreds of days, thousands of destination rows, deals far
     older than most spells, arrivals) drives the kernel and the pure-Python twin to identical results."""
-    from forecaster.forecast import prepare
+    from forecaster.analysis.forecast import prepare
     from tests import naive
 
     base = prepare(load_config(sample_config).with_forecast(trials=6))
     kw = dict(n_trials=6, seed=11, start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
               arrivals=base.arrivals, day_weekday=base.weekday, day_moq=base.moq)
-    from forecaster.engine import simulate
+    from forecaster.sim import simulate
 
     res = simulate(base.stage, base.deals, **kw)
     ref = naive.simulate(base.stage, base.deals, **kw)

@@ -14,13 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import forecaster.generate as gen
+import forecaster.synth.generator as gen
+import forecaster.synth.params as params
+import forecaster.synth.process as process
+from forecaster.calendar import month_number, to_day
 from forecaster.config import load_config
 from forecaster.errors import ConfigError
-from forecaster.generate import generate
+from forecaster.synth import generate
 
 FILES = ("deals.parquet", "stage_history.parquet", "forecaster.yaml", "truth.json")
-STAGES = list(gen.STAGES)
+STAGES = list(params.STAGES)
 DEAL_SCHEMA = pa.schema([
     ("deal_id", pa.string()), ("created_at", pa.date32()), ("amount", pa.float64()),
     ("status", pa.string()), ("closed_at", pa.date32()), ("product", pa.string()),
@@ -49,8 +52,8 @@ class Crm:
         self.h_id = np.array(h["deal_id"].to_pylist())
         self.h_stage = np.array(h["stage"].to_pylist())
         self.h_day = _days(h["entered_at"])
-        self.start = gen._day(dt.date.fromisoformat(self.truth["start"]))
-        self.end = gen._day(dt.date.fromisoformat(self.truth["end"]))
+        self.start = to_day(dt.date.fromisoformat(self.truth["start"]))
+        self.end = to_day(dt.date.fromisoformat(self.truth["end"]))
 
     def spells(self) -> tuple[np.ndarray, ...]:
         """(product, stage, destination, entered day, days in stage) of every observed exit."""
@@ -255,15 +258,15 @@ def test_destination_shares_match_truth(crm: Crm) -> None:
 
 def test_segments_differ(crm: Crm) -> None:
     closed = crm.created < crm.end - 365
-    rate = {p: (crm.status[closed & (crm.product == p)] == "won").mean() for p in gen.PRODUCTS}
+    rate = {p: (crm.status[closed & (crm.product == p)] == "won").mean() for p in params.PRODUCTS}
     assert rate["Core"] > rate["Pro"] + 0.03 and rate["Pro"] > rate["Enterprise"] + 0.03
-    truth = {p: crm.truth["segments"][p]["p_won_from_entry"] for p in gen.PRODUCTS}
-    for p in gen.PRODUCTS:
+    truth = {p: crm.truth["segments"][p]["p_won_from_entry"] for p in params.PRODUCTS}
+    for p in params.PRODUCTS:
         n = (closed & (crm.product == p)).sum()
         assert abs(rate[p] - truth[p]) < 4 * math.sqrt(truth[p] * (1 - truth[p]) / n) + 0.01, p
-    share = {p: (crm.product == p).mean() for p in gen.PRODUCTS}
+    share = {p: (crm.product == p).mean() for p in params.PRODUCTS}
     assert share["Core"] > share["Pro"] > 2 * share["Enterprise"]
-    median = {p: np.median(crm.amount[crm.product == p]) for p in gen.PRODUCTS}
+    median = {p: np.median(crm.amount[crm.product == p]) for p in params.PRODUCTS}
     assert median["Enterprise"] > 3 * median["Pro"] > 9 * median["Core"]
     owners = crm.deals.group_by(["owner"]).aggregate([("region", "count_distinct")])
     assert 10 <= owners.num_rows <= 14 and max(owners["region_count_distinct"].to_pylist()) == 1
@@ -277,7 +280,7 @@ def test_arrival_seasonality(crm: Crm) -> None:
     w = crm.truth["arrivals"]["weekday_factor"]
     assert weekend < 0.2
     assert weekend == pytest.approx(np.mean(w[5:]) / np.mean(w[:5]), rel=0.2)
-    moq = (gen._months(days) % 12) % 3
+    moq = (month_number(days) % 12) % 3
     uplift = count[moq == 2].mean() / count[moq < 2].mean()
     assert uplift > 1.15
 
@@ -288,7 +291,7 @@ def test_arrival_counts_match_truth(crm: Crm) -> None:
     months = np.datetime_as_string(days.astype("datetime64[D]"), unit="M")
     g = np.array([arr["month_gamma_realized"][m] for m in months])
     factor = np.array(arr["weekday_factor"])[(days + 3) % 7] * np.array(arr["month_of_quarter_factor"])[
-        (gen._months(days) % 12) % 3] * g
+        (month_number(days) % 12) % 3] * g
     for product, rate in arr["rate_per_day"].items():
         expected = rate * factor.sum()
         assert abs((crm.product == product).sum() - expected) < 4 * math.sqrt(expected), product
@@ -297,7 +300,7 @@ def test_arrival_counts_match_truth(crm: Crm) -> None:
 def test_truth_layout(crm: Crm) -> None:
     t = crm.truth
     assert (t["seed"], t["start"], t["end"], t["scale"]) == (0, "2023-01-01", "2025-12-31", 1.0)
-    assert t["stages"] == STAGES and list(t["segments"]) == list(gen.PRODUCTS)
+    assert t["stages"] == STAGES and list(t["segments"]) == list(params.PRODUCTS)
     for product, seg in t["segments"].items():
         assert set(seg["stages"]) == set(STAGES)
         for stage, spec in seg["stages"].items():
@@ -313,17 +316,17 @@ def test_truth_layout(crm: Crm) -> None:
 
 def test_age_conditioned_spell_matches_rejection() -> None:
     """The quota's Monte Carlo conditions open deals on their age; check against naive rejection."""
-    t = gen._tables(1.0)
+    t = params.tables(1.0)
     rng = np.random.default_rng(11)
     n = 100_000
     for g, s, age in ((2, 4, 40), (0, 0, 3)):
         seg, stage = np.full(n, g), np.full(n, s)
-        dest, days = gen._draw_spell(rng, t, seg, stage)
+        dest, days = process._draw_spell(rng, t, seg, stage)
         keep = days >= age
         m = int(keep.sum())
-        d_c, n_c = gen._draw_spell_given_age(rng, t, seg[:m], stage[:m], np.full(m, age))
+        d_c, n_c = process._draw_spell_given_age(rng, t, seg[:m], stage[:m], np.full(m, age))
         assert (n_c >= age).all()
-        k = len(gen.DESTINATIONS)
+        k = len(params.DESTINATIONS)
         p_rej, p_con = np.bincount(dest[keep], minlength=k) / m, np.bincount(d_c, minlength=k) / m
         assert np.abs(p_rej - p_con).max() < 4 * math.sqrt(0.25 * 2 / m)
         assert np.median(n_c) == pytest.approx(np.median(days[keep]), rel=0.06)

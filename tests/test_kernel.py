@@ -20,9 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecaster import engine, kernels
+from forecaster.calendar import calendar_days, to_day
 from forecaster.errors import ModelError
-from forecaster.tables import ArrivalTables, OpenDeals, StageTables
+from forecaster.model import ArrivalTables, OpenDeals, StageTables
+from forecaster.sim import compact, engine, kernels
+from forecaster.sim.kernels.units import unit_of
 from tests import naive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,7 +159,7 @@ def random_problem(seed=0, n_deals=70, G=2, end_off=30, start_off=3, with_arriva
     kw = window_args(start_off, end_off, 3)
     if with_arrivals:
         kw["arrivals"] = arrivals_tables(G, S, r.uniform(0.2, 1.5, G), [np.inf, 1.5][:G], seed)
-        kw["day_weekday"], kw["day_moq"] = engine.calendar_days(engine.day_number(dt.date(2024, 3, 20)), end_off)
+        kw["day_weekday"], kw["day_moq"] = calendar_days(to_day(dt.date(2024, 3, 20)), end_off)
     return stage, deals, kw
 
 
@@ -201,33 +203,45 @@ def test_naive_twin_equal_many_arrivals():
 def test_parallel_units_cover_every_block_once():
     for nb in range(0, 70):
         for nr in (0, 1, 5, 64):
-            units = [tuple(int(v) for v in kernels.unit_of(u, nb, nr)) for u in range(nb + nr)]
+            units = [tuple(int(v) for v in unit_of(u, nb, nr)) for u in range(nb + nr)]
             assert sorted(units) == [(0, i) for i in range(nb)] + [(1, i) for i in range(nr)], (nb, nr)
 
 
-def test_stale_cache_is_flushed_when_a_dependency_changes(tmp_path):
-    """kernels.refresh_stale_cache: a cached function whose inlined dependency changed is
-    compiled afresh, not loaded from the cache (numba itself only watches the function's file)."""
-    import importlib.util
+def test_kernel_cache_is_keyed_on_the_kernel_sources(tmp_path, monkeypatch):
+    """numba watches only a function's own file, while the kernels compile rng.py and the walk's helpers
+    into themselves: their cache lives in a directory named by a hash of all those sources, so an edit of
+    any of them means a fresh compile, never a stale load."""
+    from forecaster.sim import cache
 
-    dep = tmp_path / "dep.py"
-    dep.write_text("X = 1\n")
-    mod_file = tmp_path / "cachedmod.py"
-    mod_file.write_text("from numba import njit\n\n@njit(cache=True)\ndef f(x):\n    return x + 1\n")
-    spec = importlib.util.spec_from_file_location("cachedmod", mod_file)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert mod.f(1) == 2
-    index = next(Path(mod.f._cache.cache_path).glob("cachedmod.f-*.nbi"))
-    assert kernels.refresh_stale_cache(mod, [mod_file, dep])  # no record yet: flush once
-    assert not kernels.refresh_stale_cache(mod, [mod_file, dep])
-    mod.f.recompile()  # the flushed index is rewritten by the next save
-    before = index.read_bytes()
-    assert not kernels.refresh_stale_cache(mod, [mod_file, dep])
-    assert index.read_bytes() == before
-    dep.write_text("X = 2\n")
-    assert kernels.refresh_stale_cache(mod, [mod_file, dep])
-    assert index.read_bytes() != before
+    files = [tmp_path / "rng.py", tmp_path / "walk.py"]
+    for f in files:
+        f.write_text("X = 1\n")
+    monkeypatch.setattr(cache, "kernel_sources", lambda: files)
+    before = cache.source_hash()
+    assert cache.source_hash() == before
+    files[0].write_text("X = 2\n")  # the dependency alone
+    assert cache.source_hash() != before
+
+
+def test_kernels_cache_under_the_keyed_directory_and_import_changes_no_setting():
+    """The kernels' dispatchers cache in sim.cache.KERNEL_CACHE; numba's CACHE_DIR setting is as before the
+    import (other numba code keeps its own cache); importing writes no stamp file of ours."""
+    code = (
+        "import numba, os\n"
+        "before = numba.config.CACHE_DIR\n"
+        "import forecaster.sim as sim\n"
+        "from forecaster.sim import cache, kernels\n"
+        "assert numba.config.CACHE_DIR == before, (numba.config.CACHE_DIR, before)\n"
+        "names = {p.name for p in cache.kernel_sources()}\n"
+        "assert {'rng.py', 'walk.py', 'chunk.py', 'layout.py', 'units.py'} <= names, names\n"
+        "assert str(cache.KERNEL_CACHE).endswith('numba-' + cache.source_hash())\n"
+        "print(kernels.simulate_chunk_nb._cache._cache_path)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    from forecaster.sim import cache
+
+    assert out.stdout.strip().startswith(str(cache.KERNEL_CACHE))
 
 
 @st.composite
@@ -281,10 +295,10 @@ def test_awkward_tables_match_naive(problem, seed):
 @given(p=st.lists(st.sampled_from([0.0, 1e-12, 0.05, 0.2, 0.25, 1.0]), min_size=2, max_size=6).filter(lambda p: sum(p) > 0),
        x=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 2**32 - 1])))  # fmt: skip
 def test_sorted_thresholds(p, x):
-    """The kernel's rule on engine.sorted_thresholds (count the thresholds <= x) picks what the
+    """The kernel's rule on compact.sorted_thresholds (count the thresholds <= x) picks what the
     naive rule picks, and never an outcome of probability 0."""
     row = np.asarray(p) / sum(p)
-    order, thr = engine.sorted_thresholds(row[None, :])
+    order, thr = compact.sorted_thresholds(row[None, :])
     assert np.all(np.diff(thr[0].astype(np.int64)) >= 0) and int(thr[0, -1]) == 2**32
     k = int(order[0, int(np.sum(x >= thr[0, :-1].astype(np.int64)))])
     assert k == naive.pick(row, x)
@@ -295,7 +309,7 @@ def test_exit_thresholds_are_exact():
     """hi <= 2**32 - ceil(S 2**32) exactly when S <= 1 - hi / 2**32 (the float rule)."""
     r = np.random.default_rng(0)
     surv = np.concatenate([r.uniform(0, 1, 2000), [0.0, 1.0, 0.5, 2.0**-33, 1 - 2.0**-33]])
-    thr = engine.exit_thresholds(surv)
+    thr = compact.exit_thresholds(surv)
     for s, t in zip(surv, thr):
         for hi in (int(t) - 1, int(t), int(t) + 1):
             if 0 <= hi < 2**32:
@@ -506,7 +520,7 @@ def test_arrivals_only_mean_wins():
     P = daily_chain()
     arr = arrivals_tables(G, S, [0.8, 0.3], [np.inf, 2.0], seed=7)
     start, end = 5, 40
-    wd, mq = engine.calendar_days(engine.day_number(dt.date(2024, 2, 14)), end)
+    wd, mq = calendar_days(to_day(dt.date(2024, 2, 14)), end)
     res = engine.simulate(stage, OpenDeals.empty(), n_trials=T, seed=5, **window_args(start, end), arrivals=arr,
                           day_weekday=wd, day_moq=mq, amount_multiplier_new=2.0)  # fmt: skip
     mu = np.zeros(G)
@@ -533,7 +547,7 @@ def test_step_cap_counts_deal_open():
         [{"surv": [0.0], "bins": [[0, 1, 0, 0]], "tail_h": 1.0}, {"surv": [0.0], "bins": [[1, 0, 0, 0]], "tail_h": 1.0}], 2
     )
     res = engine.simulate(stage, open_deals([0], [0], None, 2), n_trials=3, seed=0, **window_args(0, 5))
-    assert res.deal_steps == 3 * kernels.MAX_STEPS
+    assert res.deal_steps == 3 * kernels.layout.MAX_STEPS
     assert res.carried_deals.sum(axis=1).tolist() == [1, 1, 1] and res.won_deals.sum() == 0
 
 
@@ -734,6 +748,22 @@ def test_table_checks_name_the_problem():
 
 
 def test_calendar_days():
-    wd, mq = engine.calendar_days(engine.day_number(dt.date(2024, 3, 30)), 3)  # Sat, Sun, Mon, Tue
+    wd, mq = calendar_days(to_day(dt.date(2024, 3, 30)), 3)  # Sat, Sun, Mon, Tue
     assert wd.tolist() == [5, 6, 0, 1]
     assert mq.tolist() == [2, 2, 0, 0]  # March is the 3rd month of Q1, April the 1st of Q2
+
+
+def test_a_cold_cache_is_known_before_the_first_run(tmp_path):
+    """kernels_compiled() is False in a fresh process with an empty cache (the CLI then says it compiles
+    instead of showing a frozen progress bar) and True once a run has compiled the kernel."""
+    code = (
+        "from forecaster.sim import engine, kernels_compiled\n"
+        "from tests.test_kernel import geometric_tables, open_deals, window_args\n"
+        "print(kernels_compiled())\n"
+        "engine.simulate(geometric_tables(), open_deals([0], [0], None, 3), n_trials=2, seed=0, **window_args(0, 3))\n"
+        "print(kernels_compiled())\n"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(Path(__file__).parents[1]))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "True"]

@@ -9,11 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from forecaster.config import load_config
-from forecaster.data import cut, load, load_as_of, to_day
+from forecaster import load as load_as_of
+from forecaster.analysis.funnel import absorption, cell_exit_shares
+from forecaster.calendar import to_day
+from forecaster.crm import cut, load
 from forecaster.errors import ModelError
-from forecaster.funnel import absorption, cell_exit_shares
-from forecaster.model import FORMAT_VERSION, PipelineModel, apply_stale, fit, spells
-from forecaster.survival import risk_counts
+from forecaster.model import PipelineModel, apply_stale, fit
+from forecaster.model.store import FORMAT_VERSION
+from forecaster.model.survival import risk_counts
 from tests import chains
 from tests.test_asof import BASE as ASOF_BASE
 from tests.test_asof import exports, truncate, write
@@ -45,7 +48,7 @@ def test_geometric_chain_shares_and_survival_match_truth(tmp_path):
     hazard = np.array([0.08, 0.05, 0.10])
     path = chains.simulate(tmp_path, 4000, 500, 11, 3, *chains.geometric_chain(p_exit, hazard))
     _, data, model = fit_as_of(path, 500)  # deals created up to the as-of date: heavy censoring
-    sp = spells(data)
+    sp = data.spells
     for s in range(3):
         fitted = cell_exit_shares(model, s)
         n = model.cell_exits[s]
@@ -80,7 +83,7 @@ def test_censoring_bias_naive_estimates_vs_ours(tmp_path):
     up and time in stage down. The censoring-aware estimate has no such bias."""
     path = chains.simulate(tmp_path, 3000, 150, 5, 2, *late_loss_process())
     _, data, model = fit_as_of(path, 150)
-    sp = spells(data)
+    sp = data.spells
     in0 = sp.stage == 0
     exited = sp.exited[in0]
     naive_won = np.mean(sp.dest[in0][exited] == 2)
@@ -108,7 +111,7 @@ def test_old_deals_get_the_destinations_of_late_exits_and_a_fitted_tail(tmp_path
     tail = st.bin_p[st.tail_bin[0]]
     assert tail[3] > 0.99
     # Tail hazard: MLE of a constant 0.02 per day, relative SE 1/sqrt(exits in the window).
-    sp = spells(data)
+    sp = data.spells
     lam = -np.log1p(-st.tail_h[0])
     n_window = 0.25 * sp.exited[sp.stage == 0].sum()  # the window holds the last quarter of the exits
     assert abs(lam - 0.02) <= Z * 0.02 / np.sqrt(n_window)
@@ -137,7 +140,7 @@ def test_small_segment_is_shrunk_toward_pooled_and_big_ones_keep_their_own(tmp_p
     dest = lambda s, d, g: p[g]  # noqa: E731
     path = chains.simulate(tmp_path, len(segments), 600, 4, 1, hazard=hazard, dest=dest, segments=segments)
     _, data, model = fit_as_of(path, 700)
-    sp = spells(data)
+    sp = data.spells
     seg = np.array(data.attrs["segment"].to_pylist())[sp.deal]
     raw = {g: np.mean(sp.dest[(seg == str(g)) & sp.exited] == 1) for g in (0, 1, 2)}
     pooled = np.mean(sp.dest[sp.exited] == 1)

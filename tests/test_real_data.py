@@ -7,7 +7,8 @@ import datetime as dt
 
 from forecaster.cli import main
 from forecaster.config import load_config
-from forecaster.data import LOST, OPEN, WON, cut, load, to_day
+from forecaster.calendar import to_day
+from forecaster.crm import LOST, OPEN, WON, cut, load
 from tests.conftest import REPO, shared_data
 
 

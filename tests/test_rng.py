@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import naive
-from forecaster import rng
+from forecaster.sim import rng
 
 U64 = st.integers(0, (1 << 64) - 1)
 

@@ -11,13 +11,13 @@ import pytest
 
 from forecaster.cli import main
 from forecaster.config import load_config
-from forecaster.forecast import prepare, simulate_base
-from forecaster.funnel import absorption
-from forecaster.levers import apply_duration, shift_conversion
-from forecaster.plan import explain, solve
-from forecaster.scenarios import Campaign, Scenario, parse_scenarios
-from forecaster.tables import StageTables
-from forecaster.whatif import run_scenario, scenario_inputs
+from forecaster.analysis.compare import run_scenario, scenario_inputs
+from forecaster.analysis.forecast import prepare, simulate_base
+from forecaster.analysis.funnel import absorption
+from forecaster.analysis.levers import apply_duration, shift_conversion
+from forecaster.analysis.plan import explain, solve
+from forecaster.analysis.scenarios import Campaign, Scenario, parse_scenarios
+from forecaster.model import StageTables
 from tests import chains
 from tests.conftest import REPO
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecaster import scores
+from forecaster.analysis import scores
 
 VALUES = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
 SAMPLES = st.lists(VALUES, min_size=1, max_size=25)

@@ -6,15 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from forecaster.survival import (
-    cumulative_incidence,
-    day_bins,
-    dirichlet_precision,
-    quantile_day,
-    risk_counts,
-    survival,
-    tail_start,
-)
+from forecaster.model.survival import day_bins, dirichlet_precision, risk_counts, survival, tail_start
+from tests.reference import cumulative_incidence, quantile_day
 
 # Six spells (K = 2 destinations):
 #   A exits day 1 to 0; B exits day 1 to 1; C censored at age 2 (at risk days 0, 1);

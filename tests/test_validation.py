@@ -142,7 +142,8 @@ def test_status_values_and_column_mapping(crm, runner):
 
 def test_timezones_are_normalised_to_utc_dates(crm):
     from forecaster.config import load_config
-    from forecaster.data import load, to_date
+    from forecaster.calendar import to_date
+    from forecaster.crm import load
 
     deals = DEALS.replace("2024-02-10", "2024-02-10T23:30:00-05:00").replace("2024-03-01", "2024-03-01 01:00:00+02:00")
     data = load(load_config(crm.write(deals=deals)))
@@ -155,7 +156,7 @@ def test_parquet_and_directory_datasets(crm, tmp_path):
     import pyarrow.parquet as pq
 
     from forecaster.config import load_config
-    from forecaster.data import load
+    from forecaster.crm import load
 
     crm.write()
     table = pacsv.read_csv(tmp_path / "deals.csv")

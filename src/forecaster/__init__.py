@@ -1,25 +1,48 @@
 """forecaster: calibrated Monte Carlo forecasts of revenue and won deals from CRM pipeline history.
 
-Data flows one way: CRM files -> ``load``/``cut`` (data) -> ``fit`` (model) -> ``simulate`` (engine)
--> ``summarize`` (results) -> report.
+Data flows one way (docs/architecture.md): CRM files -> ``crm`` (validated tables, the as-of snapshot)
+-> ``model`` (the fitted PipelineModel) -> ``sim`` (the kernel's trials) -> ``analysis`` (forecast,
+scenarios, plan, funnel, backtest) -> ``report`` (terminal, files). The public API:
+
+- ``load_config(path)`` -> ``Config``; ``load(config, as_of)`` -> ``Snapshot``; ``fit(snapshot, config)``
+  -> ``PipelineModel``;
+- ``forecast``, ``compare``, ``plan``, ``backtest``, ``funnel``: one call per job (forecaster.api);
+- errors: ``ForecasterError`` and its kinds ``ConfigError``, ``DataError``, ``ModelError``.
+
+The names are imported on first use, so ``import forecaster`` (and the CLI's ``--help``) does not load
+numba until a job needs it.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from forecaster.config import Config, load_config
-from forecaster.data import CRMData, cut, load, load_as_of
+import importlib
+from typing import Any
+
+from forecaster._version import __version__
 from forecaster.errors import ConfigError, DataError, ForecasterError, ModelError
 
+_LAZY = {
+    "Backtest": "forecaster.api", "Comparison": "forecaster.api", "backtest": "forecaster.api",
+    "compare": "forecaster.api", "fit": "forecaster.api", "forecast": "forecaster.api",
+    "funnel": "forecaster.api", "load": "forecaster.api", "plan": "forecaster.api",
+    "Forecast": "forecaster.analysis.forecast", "Config": "forecaster.config", "load_config": "forecaster.config",
+    "Snapshot": "forecaster.crm", "PipelineModel": "forecaster.model",
+}
+
 __all__ = [
-    "Config",
-    "CRMData",
-    "ConfigError",
-    "DataError",
-    "ForecasterError",
-    "ModelError",
-    "__version__",
-    "cut",
-    "load",
-    "load_as_of",
-    "load_config",
+    "Backtest", "Comparison", "Config", "ConfigError", "DataError", "Forecast", "ForecasterError", "ModelError",
+    "PipelineModel", "Snapshot", "__version__", "backtest", "compare", "fit", "forecast", "funnel", "load",
+    "load_config", "plan",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'forecaster' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import click
 
-from forecaster import __version__
+from forecaster._version import __version__
 from forecaster.errors import ConfigError, ForecasterError
 
 MAX_LINES = 20
@@ -89,14 +89,13 @@ def validate(config: Path, as_of: dt.date | None) -> None:
     \b
     Example:  forecaster validate configs/example.yaml --as-of 2025-04-01
     """
-    from forecaster import data as data_mod
-    from forecaster import report
-    from forecaster.config import load_config
+    import forecaster
+    from forecaster.crm import pipeline_view
+    from forecaster.report.terminal import print_validation
 
-    cfg = load_config(config)
-    full = data_mod.load(cfg)
-    snap = data_mod.load_as_of_data(full, cfg, as_of)
-    report.print_validation(cfg, full, snap)
+    cfg = forecaster.load_config(config)
+    snap = forecaster.load(cfg, as_of)
+    print_validation(cfg.path, snap.export, pipeline_view(snap, cfg.segment_by), snap.warnings)
 
 
 @main.command()
@@ -116,7 +115,7 @@ def generate(out_dir: Path, seed: int, start: dt.date, end: dt.date, scale: floa
     \b
     Example:  forecaster generate /tmp/crm --seed 1 --scale 2
     """
-    from forecaster.generate import generate as gen
+    from forecaster.synth import generate as gen
 
     summary = gen(out_dir, seed=seed, start=start, end=end, scale=scale)
     click.echo(
@@ -135,30 +134,24 @@ def deliver(result: dict[str, Any], fmt: str, printer: Callable[[dict[str, Any]]
             out_dir: Path | None = None, json_name: str = "", table: Any = None, table_name: str = "") -> None:
     """Write the result (JSON, and a Parquet table when given) into out_dir atomically, then print it:
     exactly one JSON object with --format json, else the table."""
-    from forecaster import report
-    from forecaster.files import write_atomic, write_with
+    from forecaster.files import dumps
+    from forecaster.report.outputs import write_result
 
     if out_dir is not None:
-        if table is not None:
-            import pyarrow.parquet as pq
-
-            write_with(Path(out_dir) / table_name, lambda tmp: pq.write_table(table, tmp))
-        write_atomic(Path(out_dir) / json_name, report.dumps(result))
+        write_result(Path(out_dir), json_name, result, table, table_name)
     if fmt == "json":
-        click.echo(report.dumps(result))
+        click.echo(dumps(result))
     else:
         printer(result)
 
 
 def load_and_fit(config: Path, as_of: dt.date | None):
-    """Config -> validated data cut at as_of -> fitted model."""
-    from forecaster import data as data_mod
-    from forecaster.config import load_config
-    from forecaster.model import fit as fit_model
+    """Config -> snapshot as of -> fitted model."""
+    import forecaster
 
-    cfg = load_config(config)
-    snap = data_mod.load_as_of(cfg, as_of)
-    return cfg, snap, fit_model(snap, cfg)
+    cfg = forecaster.load_config(config)
+    snap = forecaster.load(cfg, as_of)
+    return cfg, snap, forecaster.fit(snap, cfg)
 
 
 @main.command()
@@ -176,11 +169,11 @@ def fit(config: Path, as_of: dt.date | None, out_dir: Path) -> None:
     \b
     Example:  forecaster fit configs/example.yaml --as-of 2025-04-01 -o model/
     """
-    from forecaster import report
+    from forecaster.report.terminal import print_fit
 
     cfg, snap, model = load_and_fit(config, as_of)
     model.save(out_dir)
-    report.print_fit(model, out_dir)
+    print_fit(model, out_dir)
 
 
 @main.command()
@@ -200,15 +193,15 @@ def funnel(config: Path, as_of: dt.date | None, segment: tuple[str, ...], fmt: s
     \b
     Example:  forecaster funnel configs/example.yaml --segment product=Pro --format json
     """
-    from forecaster import report
-    from forecaster.files import write_atomic
-    from forecaster.funnel import funnel as funnel_metrics
+    import forecaster
+    from forecaster.files import dumps, write_atomic
+    from forecaster.report.terminal import print_funnel
 
     _, snap, model = load_and_fit(config, as_of)
-    result = funnel_metrics(model, snap, segment)
+    result = forecaster.funnel(model, snap, segment)
     if out_file is not None:
-        write_atomic(out_file, report.dumps(result))
-    deliver(result, fmt, report.print_funnel)
+        write_atomic(out_file, dumps(result))
+    deliver(result, fmt, print_funnel)
 
 
 class _Progress:
@@ -232,7 +225,7 @@ class _Progress:
                 return
             from rich.progress import Progress
 
-            from forecaster.report import console
+            from forecaster.report.terminal import console
 
             self.bar = Progress(console=console(stderr=True), transient=True)
             self.bar.start()
@@ -247,21 +240,36 @@ class _Progress:
             self.bar = None
 
 
-def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: str, quiet: bool) -> None:
-    from forecaster import report
-    from forecaster.forecast import run_forecast, write_outputs
+def say_if_compiling(quiet: bool) -> None:
+    """On a terminal, say so before a run that must first compile the kernels (no frozen progress bar)."""
+    from forecaster.sim import kernels_compiled
+    from forecaster.sim.cache import COLD_COMPILE_S
 
+    if not quiet and sys.stderr.isatty() and not kernels_compiled():
+        click.echo(f"compiling the simulation kernels (first run only, ~{COLD_COMPILE_S} s)", err=True)
+
+
+def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: str, quiet: bool) -> None:
+    import forecaster
+    from forecaster.analysis.summary import deals_table, trials_table
+    from forecaster.config import dump_config
+    from forecaster.files import dumps
+    from forecaster.report.outputs import write_forecast
+    from forecaster.report.terminal import print_forecast
+
+    say_if_compiling(quiet or fmt == "json")
     bar = _Progress(quiet)
     try:
-        result = run_forecast(cfg, model_dir=model_dir, progress=bar)
+        result = forecaster.forecast(cfg, model_dir=model_dir, progress=bar)
     finally:
         bar.close()
     if out_dir is not None:
-        write_outputs(result, out_dir)
+        write_forecast(out_dir, result.summary, trials_table(result.sim, result.summary), deals_table(result),
+                       dump_config(result.config))
     if fmt == "json":
-        click.echo(report.dumps(result.summary))
+        click.echo(dumps(result.summary))
     elif not quiet:
-        report.print_forecast(result.summary)
+        print_forecast(result.summary)
         if out_dir is not None:
             click.echo(f"wrote {out_dir}/summary.json, trials.parquet, deals.parquet, config.resolved.yaml")
 
@@ -318,23 +326,14 @@ def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str) ->
     \b
     Example:  forecaster compare configs/scenarios.yaml --trials 4000 -o out/
     """
-    from forecaster import report
-    from forecaster.config import load_config
-    from forecaster.forecast import prepare
-    from forecaster.scenarios import parse_scenarios
-    from forecaster.whatif import compare as compare_scenarios
+    import forecaster
+    from forecaster.report.terminal import print_compare
 
-    cfg = load_config(config).with_forecast(trials=trials)
-    scenarios = parse_scenarios(cfg)
-    if not scenarios:
-        raise ConfigError(f"{config}: no scenarios to compare (add a 'scenarios:' list; see configs/scenarios.yaml)")
-    base = prepare(cfg)
-    from forecaster.whatif import segment_values
-
-    for sc in scenarios:  # every problem before any simulation
-        sc.check(segment_values(base), base.start, base.end)
-    result, table = compare_scenarios(base, scenarios)
-    deliver(result, fmt, report.print_compare, out_dir, "compare.json", table, "compare_trials.parquet")
+    cfg = forecaster.load_config(config).with_forecast(trials=trials)
+    say_if_compiling(fmt == "json")
+    comparison = forecaster.compare(cfg)
+    deliver(comparison.result, fmt, print_compare, out_dir, "compare.json", comparison.trials,
+            "compare_trials.parquet")
 
 
 @main.command()
@@ -360,16 +359,13 @@ def plan(config: Path, target: float, confidence: float, lever: str, stage: str 
     \b
     Example:  forecaster plan configs/example.yaml --target 6000000 --lever conversion --stage proposal
     """
-    from forecaster import report
-    from forecaster.config import load_config
-    from forecaster.forecast import prepare
-    from forecaster.plan import explain, solve
+    import forecaster
+    from forecaster.report.terminal import print_plan
 
-    cfg = load_config(config)
-    n = trials or min(cfg.forecast.trials, 4000)
-    base = prepare(cfg.with_forecast(trials=n))
-    result = explain(base, solve(base, target, confidence, lever, stage, n))
-    deliver(result, fmt, report.print_plan)
+    cfg = forecaster.load_config(config)
+    say_if_compiling(fmt == "json")
+    result = forecaster.plan(cfg, target, confidence=confidence, lever=lever, stage=stage, trials=trials)
+    deliver(result, fmt, print_plan)
 
 
 @main.command()
@@ -399,14 +395,13 @@ def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str
     \b
     Example:  forecaster backtest configs/maven.yaml --from 2017-05-01 --to 2017-09-01 --window month
     """
-    from forecaster import report
-    from forecaster.backtest import backtest as run_backtest
-    from forecaster.backtest import rows_table
-    from forecaster.config import load_config
+    import forecaster
+    from forecaster.report.terminal import print_backtest
 
-    cfg = load_config(config).with_forecast(trials=trials, parameter_uncertainty=parameter_uncertainty)
-    rows, summary = run_backtest(cfg, start, end, every, window)
-    deliver(summary, fmt, report.print_backtest, out_dir, "backtest.json", rows_table(rows), "backtest.parquet")
+    cfg = forecaster.load_config(config).with_forecast(trials=trials, parameter_uncertainty=parameter_uncertainty)
+    say_if_compiling(fmt == "json")
+    result = forecaster.backtest(cfg, start, end, every=every, window=window)
+    deliver(result.summary, fmt, print_backtest, out_dir, "backtest.json", result.table(), "backtest.parquet")
 
 
 def sample_config() -> Path:
@@ -425,15 +420,14 @@ def demo() -> None:
     \b
     Example:  forecaster demo
     """
-    from forecaster import data as data_mod
-    from forecaster import report
-    from forecaster.config import load_config
+    import forecaster
+    from forecaster.crm import pipeline_view
+    from forecaster.report.terminal import print_validation
 
-    cfg = load_config(sample_config())
-    full = data_mod.load(cfg)
-    snap = data_mod.load_as_of_data(full, cfg, None)
+    cfg = forecaster.load_config(sample_config())
+    snap = forecaster.load(cfg)
     click.echo("forecaster demo: a synthetic B2B CRM bundled with the package\n")
-    report.print_validation(cfg, full, snap)
+    print_validation(cfg.path, snap.export, pipeline_view(snap, cfg.segment_by), snap.warnings)
     click.echo("")
     run_and_report(cfg, None, None, "table", False)
     click.echo("\nNext: `forecaster funnel CONFIG` for conversion and time in stage;\n"

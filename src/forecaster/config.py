@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -18,14 +17,14 @@ from typing import Any, Mapping
 
 import yaml
 
-from forecaster.errors import ConfigError, Problems
+from forecaster.calendar import PERIODS, as_date
+from forecaster.errors import ConfigError, Problems, suggest
 
 # Canonical column names of the data contract and the CRM-specific names mapped onto them.
 DEAL_COLUMNS = ("deal_id", "created_at", "amount", "status", "closed_at")
 HISTORY_COLUMNS = ("stage", "entered_at")
 COLUMN_KEYS = DEAL_COLUMNS + HISTORY_COLUMNS + ("history_deal_id",)
 STATUSES = ("open", "won", "lost")
-PERIODS = ("week", "month", "quarter")
 DEFAULT_WINDOW_DAYS = 90
 
 
@@ -135,16 +134,6 @@ class Config:
 # Validation helpers
 
 
-def _suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def suggest(word: str, options: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean 'x'?)' when a close match exists, else ''."""
-    return _suggest(word, options)
-
-
 class _Reader:
     """Reads one mapping section, recording problems under dotted key names."""
 
@@ -165,7 +154,7 @@ class _Reader:
         for k in value:
             if k not in allowed:
                 self.problems.add(
-                    f"config key '{self.key(name, str(k))}': unknown key{_suggest(k, allowed)}"
+                    f"config key '{self.key(name, str(k))}': unknown key{suggest(k, allowed)}"
                 )
         return dict(value)
 
@@ -223,20 +212,6 @@ class _Reader:
                     self.problems.add(f"config key '{key}': '{v}' is listed twice; names must be unique")
                 seen.add(v)
         return tuple(out)
-
-
-def as_date(value: Any) -> dt.date | None:
-    """A date, datetime or ISO 'YYYY-MM-DD' text as a date; None when it is none of these."""
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        try:
-            return dt.date.fromisoformat(value.strip())
-        except ValueError:
-            return None
-    return None
 
 
 def _kind(v: Any) -> str:
@@ -380,7 +355,7 @@ def _parse_forecast(r: _Reader, raw: Any) -> ForecastConfig:
     if "period" in f:
         v = r.typed(f["period"], "forecast.period", (str,), "week, month or quarter")
         if v is not None and v not in PERIODS:
-            p.add(f"config key 'forecast.period': '{v}' is not one of week, month, quarter{_suggest(v, PERIODS)}")
+            p.add(f"config key 'forecast.period': '{v}' is not one of week, month, quarter{suggest(v, PERIODS)}")
         elif v is not None:
             out["period"] = v
     for k in ("new_deals", "parameter_uncertainty"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class ForecasterError(Exception):
     """Base error: ``problems`` holds one human-readable line per problem."""
@@ -44,3 +46,9 @@ class Problems:
     def raise_if_any(self) -> None:
         if self.lines:
             raise self.kind(self.lines)
+
+
+def suggest(word: object, options) -> str:
+    """' (did you mean 'x'?)' when a close match exists among ``options``, else ''."""
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.errors import ConfigError
-from forecaster.forecast import Base
-from forecaster.funnel import absorption, cell_exit_shares, funnel
-from forecaster.levers import shift_conversion
-from forecaster.scenarios import Scenario
-from forecaster.whatif import run_scenario
+from forecaster.analysis.compare import run_scenario
+from forecaster.analysis.forecast import Base
+from forecaster.analysis.funnel import absorption, cell_exit_shares, funnel
+from forecaster.analysis.levers import shift_conversion
+from forecaster.analysis.scenarios import Scenario
+from forecaster.errors import ConfigError, suggest
 
 LEVER_LIMITS = {"new_deals": 10.0, "conversion": 20.0, "amount": 10.0, "duration": 0.1}
 ITERATIONS = 14  # log-x precision: ln(limit) / 2**14, well below any decision that depends on it
@@ -46,8 +46,6 @@ def solve(base: Base, target: float, confidence: float, lever: str, stage: str |
     if target <= 0:
         raise ConfigError(f"--target {target}: expected a revenue > 0")
     if stage is not None and stage not in base.model.stages:
-        from forecaster.config import suggest
-
         raise ConfigError(f"--stage '{stage}': unknown stage{suggest(stage, base.model.stages)}; "
                           f"stages: {', '.join(base.model.stages)}")
     if lever == "new_deals" and base.arrivals is None:

@@ -16,7 +16,8 @@ from typing import Mapping
 
 import numpy as np
 
-from forecaster.tables import ArrivalTables, StageTables
+from forecaster.model import ArrivalTables, StageTables
+from forecaster.numeric import ratio
 
 
 def _cell_rows(stage: StageTables, c: int) -> tuple[np.ndarray, int]:
@@ -35,10 +36,9 @@ def shift_conversion(p: np.ndarray, stage: int, multiplier: float) -> np.ndarray
     lo = p[:, lost]
     mass = f + lo
     denom = multiplier * f + lo
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f_new = np.where(denom > 0, mass * multiplier * f / np.where(denom > 0, denom, 1), f)
-        l_new = np.where(denom > 0, mass * lo / np.where(denom > 0, denom, 1), lo)
-        scale = np.where(f > 0, f_new / np.where(f > 0, f, 1), 0.0)
+    f_new = ratio(mass * multiplier * f, denom, f)
+    l_new = ratio(mass * lo, denom, lo)
+    scale = ratio(f_new, f, 0.0)
     out = p.copy()
     out[:, forward] = p[:, forward] * scale[:, None]
     out[:, lost] = l_new

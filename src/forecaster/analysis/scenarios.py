@@ -22,8 +22,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from forecaster.config import Config, as_date, suggest
-from forecaster.errors import ConfigError, Problems
+from forecaster.calendar import as_date
+from forecaster.config import Config
+from forecaster.errors import ConfigError, Problems, suggest
 
 LEVERS = ("new_deals", "amount", "conversion", "duration", "campaign", "prune_stale", "filter")
 SCENARIO_KEYS = ("name", "description", "base") + LEVERS
@@ -56,9 +57,6 @@ class Scenario:
     prune_older_than_days: int | None = None
     prune_beyond_p90: bool = False
     filter_segment: Mapping[str, str] = field(default_factory=dict)
-
-    def is_baseline(self) -> bool:
-        return self == Scenario(self.name, self.description)
 
     def check(self, segments: Mapping[str, set[str]], start: dt.date, end: dt.date) -> None:
         """Segment values and campaign dates against the model's segments and the forecast window."""
@@ -206,8 +204,8 @@ def _parse_one(raw: Mapping[str, Any], stages: tuple[str, ...], problems: Proble
             if "date" in c:
                 start = end = ps.date(c["date"], f"{where}.date")
             else:
-                sp = ps.mapping(c["spread"], f"{where}.spread", ("start", "end"))
-                start, end = ps.date(sp.get("start"), f"{where}.spread.start"), ps.date(sp.get("end"), f"{where}.spread.end")
+                spread = ps.mapping(c["spread"], f"{where}.spread", ("start", "end"))
+                start, end = ps.date(spread.get("start"), f"{where}.spread.start"), ps.date(spread.get("end"), f"{where}.spread.end")
                 if start and end and end < start:
                     ps.err(f"{where}.spread", f"end {end} is before start {start}")
                     continue

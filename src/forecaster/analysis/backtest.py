@@ -24,38 +24,24 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-from forecaster import scores
+from forecaster.analysis import scores
+from forecaster.analysis.forecast import prepare, simulate_base, simulate_forecast
+from forecaster.calendar import step, to_date, to_day, window_end
 from forecaster.config import Config
-from forecaster.data import OPEN, WON, CRMData, load, to_date, to_day
+from forecaster.crm import OPEN, WON, CRMData, Snapshot, load
 from forecaster.errors import ConfigError, ForecasterError
-from forecaster.forecast import prepare, simulate_base, simulate_forecast
 
 METHODS = ("forecaster", "forecaster_no_new_deals", "forecaster_no_age", "weighted_pipeline", "run_rate")
 TARGETS = ("revenue", "won_deals")
 RUN_RATE_WINDOWS = 8  # trailing windows at most (two years of quarters)
 
 
-def add_months(d: dt.date, months: int) -> dt.date:
-    y, m = divmod(d.month - 1 + months, 12)
-    y += d.year
-    last = (dt.date(y + (m + 1) // 12, (m + 1) % 12 + 1, 1) - dt.timedelta(days=1)).day
-    return dt.date(y, m + 1, min(d.day, last))
-
-
-def step(d: dt.date, every: str) -> dt.date:
-    return {"week": lambda: d + dt.timedelta(days=7), "month": lambda: add_months(d, 1),
-            "quarter": lambda: add_months(d, 3)}[every]()
-
-
-def window_end(d: dt.date, window: str) -> dt.date:
+def window_last_day(d: dt.date, window: str) -> dt.date:
     """Last day of the window starting on d: 'Nd' days, or one calendar month / quarter."""
-    if window == "month":
-        return add_months(d, 1) - dt.timedelta(days=1)
-    if window == "quarter":
-        return add_months(d, 3) - dt.timedelta(days=1)
-    if window.endswith("d") and window[:-1].isdigit() and int(window[:-1]) > 0:
-        return d + dt.timedelta(days=int(window[:-1]) - 1)
-    raise ConfigError(f"--window '{window}': expected a number of days like 90d, or month, or quarter")
+    last = window_end(d, window)
+    if last is None:
+        raise ConfigError(f"--window '{window}': expected a number of days like 90d, or month, or quarter")
+    return last
 
 
 def cutoffs(start: dt.date, end: dt.date, every: str) -> list[dt.date]:
@@ -74,7 +60,7 @@ def actuals(full: CRMData, first: dt.date, last: dt.date) -> tuple[float, int]:
     return float(full.amount[won].sum()), int(won.sum())
 
 
-def weighted_pipeline(snap: CRMData) -> tuple[float, float]:
+def weighted_pipeline(snap: Snapshot) -> tuple[float, float]:
     """Each open deal's amount (and 1 deal) times its stage's historical win rate as of the cut."""
     n_s = len(snap.stages)
     closed = snap.status[snap.h_deal] != OPEN
@@ -82,7 +68,7 @@ def weighted_pipeline(snap: CRMData) -> tuple[float, float]:
     deal, stage = pairs // n_s, pairs % n_s
     won = snap.status[deal] == WON
     rate = np.bincount(stage, weights=won, minlength=n_s) / np.maximum(np.bincount(stage, minlength=n_s), 1)
-    cur, _ = snap.current_stage()
+    cur = snap.stage_now
     is_open = snap.status == OPEN
     p = rate[cur[is_open]]
     return float((snap.amount[is_open] * p).sum()), float(p.sum())
@@ -132,7 +118,7 @@ def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month",
     t0 = time.perf_counter()
     used = []
     for d in cutoffs(start, end, every):
-        last = window_end(d, window)
+        last = window_last_day(d, window)
         if last > data_end:
             continue  # the outcome is not fully known yet
         cfg = config.with_forecast(as_of=d, start=d, end=last)
@@ -215,4 +201,4 @@ def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.table({c: pa.array([r[c] for r in rows], pa.date32() if c == "cutoff" else None) for c in cols})
 
 
-__all__ = ["backtest", "cutoffs", "window_end", "weighted_pipeline", "run_rate", "actuals", "rows_table"]
+__all__ = ["backtest", "cutoffs", "window_last_day", "weighted_pipeline", "run_rate", "actuals", "rows_table"]

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecaster.numeric import ratio
+
 
 @dataclass(frozen=True)
 class RiskCounts:
@@ -75,33 +77,8 @@ def risk_counts(dur: np.ndarray, dest: np.ndarray, exited: np.ndarray, n_dest: i
 
 def survival(at_risk: np.ndarray, exits_total: np.ndarray) -> np.ndarray:
     """Kaplan-Meier S(d) for d = 0 .. L-1 from at-risk and total exit counts (days with none at risk keep S)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = np.where(at_risk > 0, exits_total / np.where(at_risk > 0, at_risk, 1.0), 0.0)
+    h = ratio(exits_total, at_risk, 0.0)
     return np.cumprod(1.0 - np.clip(h, 0.0, 1.0))
-
-
-def cumulative_incidence(at_risk: np.ndarray, exits: np.ndarray) -> np.ndarray:
-    """Aalen-Johansen F_k(d) [L, K]: probability of having left to k by day d."""
-    total = exits.sum(axis=1)
-    s = survival(at_risk, total)
-    s_prev = np.r_[1.0, s[:-1]]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hk = np.where(at_risk[:, None] > 0, exits / np.where(at_risk > 0, at_risk, 1.0)[:, None], 0.0)
-    return np.cumsum(s_prev[:, None] * hk, axis=0)
-
-
-def quantile_day(surv: np.ndarray, tail_h: float, q: float) -> float:
-    """Smallest day d with P(T <= d) >= q, using the geometric tail beyond the table."""
-    target = 1.0 - q
-    hit = np.flatnonzero(surv <= target + 1e-12)
-    if len(hit):
-        return float(hit[0])
-    last = surv[-1]
-    if tail_h >= 1.0:
-        return float(len(surv))
-    # S(L-1+j) = last * (1-h)^j <= target  ->  j >= ln(target/last) / ln(1-h)
-    j = np.ceil(np.log(target / last) / np.log1p(-tail_h) - 1e-12)
-    return float(len(surv) - 1 + max(j, 1.0))
 
 
 def day_bins(exits_total: np.ndarray, min_exits: int) -> np.ndarray:
@@ -177,59 +154,6 @@ def dirichlet_precision(counts: np.ndarray, max_strength: float = 1e4, min_stren
     return float(np.clip((1.0 - rho) / rho, min_strength, max_strength))
 
 
-def shift_lost_odds(p: np.ndarray, log_odds: float, lost: int) -> np.ndarray:
-    """Destination shares with the odds of ``lost`` (versus every other destination) times exp(log_odds),
-    renormalised; rows of ``p`` [..., K] that sum to 1 stay summing to 1."""
-    p = np.asarray(p, np.float64)
-    f = np.exp(log_odds)
-    out = p.copy()
-    out[..., lost] = p[..., lost] * f
-    return out / out.sum(axis=-1, keepdims=True)
-
-
-def solve_lost_log_odds(exits: np.ndarray, p_lost: np.ndarray, observed_lost: float, pseudo: float = 5.0,
-                        bound: float = 5.0) -> float:
-    """The segment's shift theta of the log-odds of losing, common to all stages:
-    sum_s exits_s * lost_share(p_lost_s, theta) = observed_lost, with ``pseudo`` exits at the pooled rate
-    added to both sides (so a tiny segment stays near 0), solved by bisection within +-``bound``."""
-    exits = np.asarray(exits, np.float64)
-    p_lost = np.clip(np.asarray(p_lost, np.float64), 0.0, 1.0)
-    w = exits.sum()
-    if w <= 0:
-        return 0.0
-    p_avg = float((exits * p_lost).sum() / w)
-    target = observed_lost + pseudo * p_avg
-
-    def expected(theta: float) -> float:
-        f = np.exp(theta)
-        shifted = p_lost * f / (1.0 - p_lost + p_lost * f)
-        return float((exits * shifted).sum() + pseudo * p_avg * f / (1.0 - p_avg + p_avg * f))
-
-    lo, hi = -bound, bound
-    if expected(lo) >= target:
-        return lo
-    if expected(hi) <= target:
-        return hi
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        if expected(mid) < target:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
-def cumulative_hazard_at(h: np.ndarray, tail_h: float, last_day: np.ndarray) -> np.ndarray:
-    """Expected number of exits of spells seen at risk on days 0 .. last_day under hazard ``h`` (table)
-    continued by ``tail_h`` per day beyond it; 0 for spells never at risk (last_day < 0)."""
-    ch = np.cumsum(h)
-    last = np.asarray(last_day, np.int64)
-    L = len(h)
-    inside = np.where(last >= 0, ch[np.clip(last, 0, L - 1)], 0.0)
-    beyond = np.maximum(last - (L - 1), 0) * tail_h
-    return inside + beyond
-
-
 def hazard_precision(observed: np.ndarray, expected: np.ndarray, n_params: int = 0) -> float:
     """Empirical-Bayes strength of a hazard prior, in pseudo-exits per time bin.
 
@@ -251,53 +175,3 @@ def hazard_precision(observed: np.ndarray, expected: np.ndarray, n_params: int =
     if excess <= 0:
         return np.inf
     return float(e.sum() / excess)
-
-
-def scaled_log_survival(log_s: np.ndarray, tail_rate: float, tau: float, days: np.ndarray) -> np.ndarray:
-    """log S of the pooled curve run ``tau`` times slower (accelerated failure time), at integer days.
-
-    The pooled curve is known at the knots d = -1 (log S = 0), 0 .. L-1 and continues beyond with slope
-    ``-tail_rate``; a segment with time scale tau survives day d as the pool survives (d + 1) / tau - 1,
-    interpolated linearly in log S between knots.
-    """
-    L = len(log_s)
-    x = (np.asarray(days, np.float64) + 1.0) / tau - 1.0
-    knots_x = np.arange(-1, L, dtype=np.float64)
-    knots_y = np.r_[0.0, log_s]
-    inside = np.interp(np.minimum(x, L - 1.0), knots_x, knots_y)
-    return inside - np.maximum(x - (L - 1.0), 0.0) * tail_rate
-
-
-def solve_time_scale(ends: list[np.ndarray], log_s: list[np.ndarray], tail_rate: list[float], observed: float,
-                     pseudo: float = 5.0, bound: float = 3.0) -> float:
-    """A segment's time scale tau, common to all stages: the tau at which its spells' expected exits
-    (sum of -log S_tau at the last day each was seen at risk) equal its observed exits, ``pseudo`` exits
-    at tau = 1 added to both sides so a tiny segment stays near 1. ``ends[s]`` [D]: the segment's spells
-    in stage s by last day at risk."""
-    days = [np.arange(len(e)) for e in ends]
-
-    def expected(log_tau: float) -> float:
-        tau = np.exp(log_tau)
-        return float(sum((-scaled_log_survival(ls, lam, tau, d) * e).sum()
-                         for e, ls, lam, d in zip(ends, log_s, tail_rate, days)))
-
-    e1 = expected(0.0)
-    if e1 <= 0:
-        return 1.0
-    target = observed + pseudo
-
-    def f(log_tau: float) -> float:
-        return expected(log_tau) * (1.0 + pseudo / e1)
-
-    lo, hi = -bound, bound  # f decreases in tau: slower segments expect fewer exits
-    if f(lo) <= target:
-        return float(np.exp(lo))
-    if f(hi) >= target:
-        return float(np.exp(hi))
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        if f(mid) > target:
-            lo = mid
-        else:
-            hi = mid
-    return float(np.exp(0.5 * (lo + hi)))

@@ -1,8 +1,7 @@
-"""Rendering only: terminal tables (rich), JSON, atomic file writes. No statistics here."""
+"""Terminal tables (rich) of finished results: rendering only, no statistics here."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from forecaster.config import Config
-from forecaster.data import CRMData, pipeline_view, to_date
+from forecaster.calendar import to_date
 
 
 WIDTH = 100
@@ -36,34 +34,30 @@ def money(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def print_warnings(data: CRMData, out: Console) -> None:
-    for w in data.warnings:
+def print_warnings(warnings: Any, out: Console) -> None:
+    for w in warnings:
         out.print(w.line(), style="yellow")
 
 
-def print_validation(config: Config, full: CRMData, snap: CRMData) -> None:
-    """The data summary of `validate` and `demo`: what was loaded and the open pipeline as of."""
+def print_validation(config_path: Any, export: Any, view: Any, warnings: Any) -> None:
+    """The data summary of `validate` and `demo`: what was loaded (``export``: crm.ExportInfo) and the
+    open pipeline as of (``view``: crm.PipelineView; ``warnings``: the snapshot's data warnings)."""
     out = console()
-    view = pipeline_view(snap)
-    mode = "deal-level (no stage history)" if full.deal_level else f"{len(full.h_deal):,} stage rows"
-    out.print(f"config   {config.path}")
-    for src in full.sources:
+    mode = "deal-level (no stage history)" if export.deal_level else f"{export.n_history_rows:,} stage rows"
+    out.print(f"config   {config_path}")
+    for src in export.sources:
         out.print(f"data     {src}")
     c = view.counts
     out.print(
-        f"loaded   {full.n_deals:,} deals, {mode}; created {to_date(int(full.created.min()))} .. "
-        f"last date {to_date(full.last_day())}"
+        f"loaded   {export.n_deals:,} deals, {mode}; created {to_date(export.first_created)} .. "
+        f"last date {to_date(export.last_day)}"
     )
     out.print(
-        f"as of    {view.as_of}: {snap.n_deals:,} deals known - {c['open']:,} open, {c['won']:,} won, "
+        f"as of    {view.as_of}: {sum(c.values()):,} deals known - {c['open']:,} open, {c['won']:,} won, "
         f"{c['lost']:,} lost"
     )
-    if config.segment_by:
-        parts = []
-        for name in config.segment_by:
-            vals = snap.attrs[name].to_numpy(zero_copy_only=False)
-            parts.append(f"{name} ({len(np.unique(vals))} values)")
-        out.print(f"segments {', '.join(parts)}")
+    if view.segment_values:
+        out.print(f"segments {', '.join(f'{name} ({n} values)' for name, n in view.segment_values.items())}")
     table = Table(title=f"Open pipeline as of {view.as_of}", title_justify="left")
     table.add_column("stage")
     table.add_column("open deals", justify="right")
@@ -75,34 +69,10 @@ def print_validation(config: Config, full: CRMData, snap: CRMData) -> None:
                       "-" if np.isnan(med) else f"{med:.0f}")
     table.add_row("total", f"{view.open_deals.sum():,}", money(view.open_amount.sum()), "", style="bold")
     out.print(table)
-    seen = np.unique(snap.h_stage) if len(snap.h_stage) else np.zeros(0, int)
-    out.print(f"stages seen in history: {', '.join(snap.stages[i] for i in seen) or '-'}")
-    print_warnings(snap, out)
-    if not snap.warnings:
+    out.print(f"stages seen in history: {', '.join(view.stages_seen) or '-'}")
+    print_warnings(warnings, out)
+    if not warnings:
         out.print("no warnings")
-
-
-def to_jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "isoformat"):
-        return x.isoformat()
-    return x
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(to_jsonable(obj), indent=2, allow_nan=False)
 
 
 def days(x: float) -> str:
@@ -116,9 +86,7 @@ def pct(x: float) -> str:
 def print_fit(model: Any, out_dir: Path) -> None:
     """What `fit` learned: per stage and segment the data behind each table."""
     out = console()
-    from forecaster.data import to_date as _to_date
-
-    out.print(f"fitted as of {_to_date(model.as_of)} on {model.meta['n_deals']:,} deals, "
+    out.print(f"fitted as of {to_date(model.as_of)} on {model.meta['n_deals']:,} deals, "
               f"{model.meta['n_spells']:,} stage spells; wrote {out_dir}")
     table = Table(title="Data behind each stage table (own spells / exits, weight of own data)",
                   title_justify="left")

@@ -17,14 +17,13 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-from forecaster.engine import SimResult
-from forecaster.forecast import Base, simulate_base, stream_ids, summarize_base
-from forecaster.funnel import cell_curve, quantile
-from forecaster.levers import apply_conversion, apply_duration, scale_arrivals
-from forecaster.model import apply_stale
-from forecaster.results import describe
-from forecaster.scenarios import Scenario
-from forecaster.tables import ArrivalTables, OpenDeals, StageTables
+from forecaster.analysis.forecast import Base, simulate_base
+from forecaster.analysis.funnel import cell_curve, quantile
+from forecaster.analysis.levers import apply_conversion, apply_duration, scale_arrivals
+from forecaster.analysis.scenarios import Scenario
+from forecaster.analysis.summary import summarize_base
+from forecaster.model import ArrivalTables, OpenDeals, StageTables, apply_stale
+from forecaster.sim import SimResult, stream_ids
 
 Z95 = 1.959963984540054
 
@@ -41,17 +40,17 @@ class ScenarioInputs:
 
 
 def segment_values(base: Base) -> dict[str, set[str]]:
-    m = base.model
-    return {col: {g[j] for g in m.groups} for j, col in enumerate(m.segment_by)}
+    model = base.model
+    return {col: {g[j] for g in model.groups} for j, col in enumerate(model.segment_by)}
 
 
 def groups_matching(base: Base, segment: dict[str, str]) -> np.ndarray:
     """bool [G]: groups whose segment values match every column given."""
-    m = base.model
-    keep = np.ones(m.n_groups, bool)
+    model = base.model
+    keep = np.ones(model.n_groups, bool)
     for col, value in segment.items():
-        j = m.segment_by.index(col)
-        keep &= np.array([g[j] == value for g in m.groups])
+        j = model.segment_by.index(col)
+        keep &= np.array([g[j] == value for g in model.groups])
     return keep
 
 
@@ -65,10 +64,10 @@ def per_stage(base: Base, spec: dict[str, float]) -> dict[int, float]:
 
 def _campaign_deals(base: Base, sc: Scenario, amount_mult: float, keep_groups: np.ndarray) -> OpenDeals | None:
     """Campaign deals as open deals of age 0 entering their stage on their day (OpenDeals.start)."""
-    m = base.model
-    n_s = m.n_stages
+    model = base.model
+    n_s = model.n_stages
     cells, starts, amounts, groups, ids = [], [], [], [], []
-    rate = m.arrivals.rate
+    rate = model.arrivals.rate
     for i, c in enumerate(sc.campaigns):
         match = groups_matching(base, dict(c.segment)) & keep_groups
         g_idx = np.flatnonzero(match)
@@ -89,10 +88,10 @@ def _campaign_deals(base: Base, sc: Scenario, amount_mult: float, keep_groups: n
             pool_rng = np.random.default_rng([base.config.forecast.seed, i])
             amt = np.empty(c.deals)
             for g in np.unique(g_of):
-                lo, hi = m.arrivals.amount_off[g], m.arrivals.amount_off[g + 1]
+                lo, hi = model.arrivals.amount_off[g], model.arrivals.amount_off[g + 1]
                 at = g_of == g
-                amt[at] = m.arrivals.amount_pool[lo + pool_rng.integers(0, hi - lo, at.sum())]
-        stage = m.stages.index(c.stage)
+                amt[at] = model.arrivals.amount_pool[lo + pool_rng.integers(0, hi - lo, at.sum())]
+        stage = model.stages.index(c.stage)
         cells.append(g_of * n_s + stage)
         starts.append(day)
         amounts.append(amt * amount_mult)
@@ -110,8 +109,8 @@ def _campaign_deals(base: Base, sc: Scenario, amount_mult: float, keep_groups: n
 def scenario_inputs(base: Base, sc: Scenario) -> ScenarioInputs:
     """The kernel inputs of a scenario (module docstring)."""
     sc.check(segment_values(base), base.start, base.end)
-    m = base.model
-    stage = m.stage
+    model = base.model
+    stage = model.stage
     stage = apply_conversion(stage, per_stage(base, dict(sc.conversion)))
     stage = apply_duration(stage, per_stage(base, dict(sc.duration)))
     if base.config.fit.stale_after_days is not None:
@@ -124,7 +123,7 @@ def scenario_inputs(base: Base, sc: Scenario) -> ScenarioInputs:
     if sc.prune_older_than_days is not None:
         stale = d.age > sc.prune_older_than_days
     elif sc.prune_beyond_p90:
-        p90 = np.array([quantile(cell_curve(m, c), 0.9) for c in range(m.stage.n_cells)])
+        p90 = np.array([quantile(cell_curve(model, c), 0.9) for c in range(model.stage.n_cells)])
         stale = d.age > p90[d.cell]
     pruned = keep & stale
     keep &= ~stale
@@ -141,9 +140,9 @@ def scenario_inputs(base: Base, sc: Scenario) -> ScenarioInputs:
 
     arrivals = base.arrivals
     if arrivals is not None:
-        rate = np.full(m.n_groups, sc.rate) * keep_groups
+        rate = np.full(model.n_groups, sc.rate) * keep_groups
         for value, mult in sc.rate_by_segment.items():
-            rate *= np.where([value in g for g in m.groups], mult, 1.0)
+            rate *= np.where([value in g for g in model.groups], mult, 1.0)
         arrivals = scale_arrivals(arrivals, rate)
     return ScenarioInputs(stage, deals, arrivals, new_mult, int(pruned.sum()), float(d.amount[pruned].sum()),
                           0 if extra is None else extra.n_deals)
@@ -201,4 +200,4 @@ def compare(base: Base, scenarios: list[Scenario], progress: Callable[[str], Non
     return out, table
 
 
-__all__ = ["ScenarioInputs", "scenario_inputs", "run_scenario", "compare", "paired_delta", "p_better", "describe"]
+__all__ = ["ScenarioInputs", "scenario_inputs", "run_scenario", "compare", "paired_delta", "p_better"]

@@ -10,6 +10,9 @@ import datetime as dt
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+
+from forecaster._version import __version__
 
 QUANTILES = {"p5": 0.05, "p10": 0.10, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p90": 0.90, "p95": 0.95}
 
@@ -24,26 +27,6 @@ def describe(x: np.ndarray) -> dict[str, float]:
 
 def p_at_least(x: np.ndarray, threshold: float | None) -> float | None:
     return None if threshold is None else float(np.mean(np.asarray(x) >= threshold))
-
-
-def period_bounds(start: dt.date, end: dt.date, period: str) -> list[tuple[dt.date, dt.date]]:
-    """Calendar periods (weeks from Monday, months, quarters) cut to the window [start, end]."""
-    out = []
-    cur = start
-    while cur <= end:
-        if period == "week":
-            nxt = cur + dt.timedelta(days=7 - cur.weekday())
-        elif period == "month":
-            nxt = dt.date(cur.year + cur.month // 12, cur.month % 12 + 1, 1)
-        elif period == "quarter":
-            q_end_month = (cur.month - 1) // 3 * 3 + 3
-            nxt = dt.date(cur.year + q_end_month // 12, q_end_month % 12 + 1, 1)
-        else:
-            raise ValueError(f"unknown period {period!r}")
-        last = min(nxt - dt.timedelta(days=1), end)
-        out.append((cur, last))
-        cur = last + dt.timedelta(days=1)
-    return out
 
 
 def summarize(sim: Any, *, as_of: dt.date, start: dt.date, end: dt.date, periods: list[tuple[dt.date, dt.date]],
@@ -79,3 +62,57 @@ def summarize(sim: Any, *, as_of: dt.date, start: dt.date, end: dt.date, periods
         },
         "work": {"deal_trials": int(sim.deal_trials), "deal_steps": int(sim.deal_steps)},
     }
+
+
+def summarize_base(base: Any, sim: Any, deals: Any = None) -> dict[str, Any]:
+    """summary.json of a run on a prepared base (analysis.forecast.Base), without timing."""
+    deals = deals if deals is not None else base.deals
+    model = base.model
+    summary = summarize(
+        sim, as_of=base.as_of, start=base.start, end=base.end, periods=base.periods,
+        segment_names=[model.group_name(g) for g in range(model.n_groups)],
+        quota=base.config.forecast.quota, open_deals=deals.n_deals, open_amount=float(deals.amount.sum()),
+        stage_names=list(model.stages),
+    )
+    summary["new_deals"] = bool(base.config.forecast.new_deals)
+    summary["config_sha256"] = base.config.sha256
+    summary["version"] = __version__
+    summary["data_warnings"] = base.data.warning_counts()
+    return summary
+
+
+def trials_table(sim: Any, summary: dict[str, Any]) -> pa.Table:
+    """One row per trial: trial, revenue, won_deals, new-deal revenue, and per period its revenue and wins."""
+    cols: dict[str, Any] = {"trial": np.arange(sim.n_trials, dtype=np.int64), "revenue": sim.revenue,
+                            "won_deals": sim.won_deals, "new_deal_revenue": sim.new_revenue}
+    for p, period in enumerate(summary["periods"]):
+        cols[f"revenue_{period['start']}"] = sim.period_revenue[:, p]
+    for p, period in enumerate(summary["periods"]):
+        cols[f"won_deals_{period['start']}"] = sim.period_wins[:, p]
+    return pa.table(cols)
+
+
+def deals_table(f: Any) -> pa.Table:
+    """One row per open deal (analysis.forecast.Forecast): its state at as_of, segment and what the trials
+    say about it."""
+    sim, data, model = f.sim, f.data, f.model
+    idx = f.open_idx
+    amount = data.amount[idx]
+    med = sim.deal_median_win_off()
+    med_day = np.where(med >= 0, data.as_of + med, 0).astype(np.int32)
+    med_dates = pa.array(med_day, pa.date32()).to_pylist()
+    cols: dict[str, Any] = {
+        "deal_id": pa.array(data.deal_id[idx].tolist(), pa.string()),
+        "stage": pa.array([model.stages[s] for s in (f.cell % model.n_stages).tolist()], pa.string()),
+        "age_days": f.age,
+        "amount": amount,
+    }
+    for col in model.segment_by:
+        cols[col] = data.attrs[col].take(pa.array(idx))
+    cols.update({
+        "p_win": sim.deal_p_win,
+        "p_lost": sim.deal_p_lost,
+        "expected_revenue": sim.deal_p_win * amount,
+        "median_close_date": pa.array([d if m >= 0 else None for d, m in zip(med_dates, med.tolist())], pa.date32()),
+    })
+    return pa.table(cols)

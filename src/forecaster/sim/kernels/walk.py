@@ -1,52 +1,6 @@
-"""The njit Monte Carlo kernel: arrays in, arrays out, nothing else.
+"""The walk: one parallel unit of the kernel (a deal block or a trial block), ``unit_nb``.
 
-Contract (the engine builds every input; nothing here checks them):
-
-- ``KernelTables``, the compact form of ``StageTables`` for one window (engine.compact_stage_tables):
-  ``surv`` float64 [L_total], ``day_bin``, ``tail_bin`` int32 as in docs/kernel_contract.md;
-  ``log1m_h`` float64 [C] = log1p(-tail_h) (-inf for h = 1). Exit days in integers: for the high
-  32 bits ``hi`` of a draw, ``hi <= thr(d) = 2**32 - ceil(S(d) 2**32)`` exactly when
-  ``S(d) <= 1 - hi / 2**32``, so a fresh spell (age 0) exits on the first day with ``hi <= thr``
-  (the contract's rule). Only exits on days ``<= end_off`` after a spell's entry can fall in the
-  window (entries are on days >= 0), so each cell keeps ``Lw = min(L_c, end_off + 1)`` days and a
-  sentinel ``thr = 2**32`` for "later": after the window when the table was cut, the tail (drawn
-  in floats as the contract says) when not. ``ctab`` int64 [C * cell_stride] holds per cell c,
-  from ``c * cell_stride``, its guide (``2**guide_bits`` entries over ``hi >> (32 - guide_bits)``,
-  Chen and Asau's indexed search) and from ``wthr_base`` its ``Lw + 1`` thresholds. A guide entry
-  is ``d << GUIDE_DAY_SHIFT | row(d + 1) << GUIDE_ROW_BITS | row(d)``: every ``hi`` of the bucket
-  exits on its first exit day d or on d + 1, decided by one comparison ``hi > thr(d)`` without a
-  branch, unless the flag ``GUIDE_SLOW`` is set (the bucket straddles two day boundaries, or may
-  reach an uncut table's tail): then a scan (``spell_slow``). ``cell_hdr`` int64 [C, 8]: region
-  start, Lw, table offset into surv/day_bin, 0, L_c. Destinations: ``dest_k`` / ``dest_thr``
-  int64 [n_bins, >= 4]: per bin the destinations with a positive share, most likely first (ties:
-  lower index), and cumulative thresholds floor(cumsum(p) 2**32 + 0.5), the last positive one
-  2**32, padded with 2**32; ``n_dest`` the most positive shares in a row. The destination of the
-  low 32 bits ``x`` is ``dest_k[row, #{m < n_dest - 1: thr[m] <= x}]``, the first entry with
-  ``x < thr``; when ``n_dest <= 4``, ``dest_fast`` int64 [n_bins * 4] holds each row's first three
-  thresholds and its four destinations packed in 16 bits each.
-- Days are int offsets from as_of (day 0). A deal of age ``a`` and start ``s`` entered its stage
-  on day ``s - a``. ``KernelWindow.day_period`` int32 [end_off + 1] maps a day to its output
-  period (-1 before ``start_off``).
-- ``KernelDeals``: cell, age, group, start int32, amount float64, sid int64 (stream id), s_prev
-  float64 = S(age - 1) in the deal's cell, each [n]. A deal's walk starts on day ``start`` (0 for
-  deals open at as_of), so its first spell exits on day ``start - age + d`` (d: the spell's exit
-  day since its entry); ``start`` changes no draw.
-- Randomness (forecaster.rng): an open deal's walk in trial ``t`` uses the stream
-  ``stream_key(trial_key(keys[KEY_OPEN], t), sid)``, draw ``v`` for its ``v``-th stage visit
-  (from 0). New deals: per (trial, group) a gamma stream, per (trial, group, day) a Poisson count
-  stream, per (trial, group, day, k) a stream whose draw 0 picks the entry stage (high 32 bits)
-  and the amount (low 32 bits) and whose draws 1, 2, ... drive the walk. One draw per stage
-  visit: ``u1 = hi / 2**32`` gives the exit day by the contract's inversion, ``x = lo32`` the
-  destination. An aged first spell follows the contract in floats (target = S(a-1) (1 - u1));
-  the kernel turns that rule into exact integer thresholds and a guide once per deal and chunk,
-  over the days its first exit can still fall in the window (see deal_tables).
-
-Outputs per trial, two row-major matrices so that blocks and the merge loop over fields uniformly:
-``out_f`` float64 [T, 1 + P + G + S] = revenue | period revenue [P] | group revenue [G] |
-carried amount [S]; ``out_i`` int32 [T, 2 + P + G + S] = wins | lost | period wins [P] |
-group wins [G] | carried deals [S]; ``out_new_f`` / ``out_new_i`` [T]: revenue and wins of new
-deals alone (also in the totals). Per open deal: trials won / lost in the window and a histogram
-of win days [n, W].
+Inputs and outputs: layout.py (the contract); scheduling: units.py; the chunk and its merge: chunk.py.
 
 Parallel design. ``simulate_chunk_nb`` handles trials ``t0 .. t0 + tc - 1``: a prange over
 units, then a prange over trials that merges.
@@ -64,8 +18,8 @@ units, then a prange over trials that merges.
   TB trials, or up to TB arrivals of one trial in arrival order. A batch runs in rounds over the
   walks still going (at first all of them), each round in three loops: the draws (independent
   hashes, vectorised), the exit days and bin rows, then destinations, the compaction of the walks
-  still going and each walk's last visit so far (``fin``). No branch depends on a random outcome
-  (lists grow by 0 or 1 per walk) and each loop's dependency chain is short, so the walks of a
+  still going and each walk's last visit so far (``last_visit``). No branch depends on a random
+  outcome (lists grow by 0 or 1 per walk) and each loop's dependency chain is short, so the walks of a
   batch overlap in the pipeline; a walk-at-a-time loop waits on a chain of dependent loads per
   visit and on one unpredictable exit branch per walk. Measured: 2.4x faster per visit for open
   deals than walk at a time, 1.7x for new deals (benchmarks/results/kernel.json).
@@ -88,28 +42,50 @@ functions: numba inlines closures, while a call to an njit function that takes a
 atomic reference-count updates per array per call (measured 4x slower per visit). ``unit_nb`` is
 itself a function called once per unit, not the prange's body: numba's parallel passes take time
 quadratic in the size of a prange body (cold compile 19 s as one function, 8 s split). Hot
-loops index with unsigned integers, which spares numba's negative-index wraparound code. numba's
-cache watches kernels.py only, while the kernels compile rng.py into themselves:
-``refresh_stale_cache`` flushes it when either file changed.
+loops index with unsigned integers, which spares numba's negative-index wraparound code.
+
+Why this module is long: ``unit_nb`` is the kernel's hot loop (about 490 lines). Its helpers (the exit
+day of a fresh, aged or old spell, the first-spell tables of an aged deal, the destination) are closures
+over its unpacked arrays because numba inlines closures, whereas calling a separate njit function that
+takes arrays costs atomic reference-count updates per array per call: measured 4x slower per stage visit.
+The three phases that share those closures (filling a batch, the visits, the booking) use the same
+per-unit scratch and walk state, so splitting them into functions would pass a dozen arrays per batch
+through that same call boundary.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import sys
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from forecaster import rng as _rng
-from forecaster.rng import (
-    NJIT,
+from forecaster.sim.kernels.layout import (
+    DEAL_GUIDE_BITS,
+    DEAL_GUIDE_SIZE,
+    FIRST_AGED,
+    FIRST_FRESH,
+    FIRST_OLD,
+    GUIDE_DAY_MASK,
+    GUIDE_DAY_SHIFT,
+    GUIDE_ROW_BITS,
+    GUIDE_ROW_MASK,
+    GUIDE_SLOW,
+    KEY_COUNT,
+    KEY_GAMMA,
+    KEY_NEW,
+    MAX_STEPS,
+    TAIL_DAYS_CAP,
+    TWO_32,
+    TWO_32_INT,
+    UNIT_DEALS,
+    UNIT_TRIALS,
+)
+from forecaster.sim.kernels.units import unit_of
+from forecaster.sim.rng import (
     GOLDEN,
     GOLDEN2,
-    NJIT_PARALLEL,
+    NJIT,
     TWO_M32,
     gamma_nb,
     hi32,
@@ -122,194 +98,9 @@ from forecaster.rng import (
     trial_key,
 )
 
-MAX_STEPS = 64  # stage visits per deal and trial; then the deal counts as still open
-OUT_WON = 0  # walk outcomes (tests/naive.py)
-OUT_LOST = 1
-OUT_OPEN = 2
-MAX_DEAL_BLOCKS = 64
-MIN_BLOCK_DEALS = 16
-# Tail exits further out than this are beyond any window; clamping keeps floor() in int64 range.
-TAIL_DAYS_CAP = 1e12
-TWO_32 = 4294967296.0
-TWO_32_INT = 1 << 32
 # Hot loops index with unsigned integers: numba then skips the negative-index wraparound code
 # (measured ~12% faster per stage visit). Every index so cast is non-negative by construction.
 _U = np.uint64
-# Buckets of an open deal's own guide for its age-conditioned first spell (see deal_tables).
-DEAL_GUIDE_BITS = 9
-DEAL_GUIDE_SIZE = 1 << DEAL_GUIDE_BITS
-# Guide entries (engine.pack_guide): bin rows of days d and d + 1 in GUIDE_ROW_BITS each, d from
-# GUIDE_DAY_SHIFT, and a flag bit for buckets that need the slow path.
-GUIDE_ROW_BITS = 20
-GUIDE_ROW_MASK = (1 << GUIDE_ROW_BITS) - 1
-GUIDE_DAY_SHIFT = 2 * GUIDE_ROW_BITS
-GUIDE_SLOW_BIT = 62
-GUIDE_SLOW = 1 << GUIDE_SLOW_BIT
-GUIDE_DAY_MASK = (1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT)) - 1
-# Index of each domain's base key in the ``keys`` argument.
-KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW = 0, 1, 2, 3
-
-
-class KernelTables(NamedTuple):
-    """Compact stage tables (module docstring); built by engine.compact_stage_tables."""
-
-    surv: np.ndarray
-    ctab: np.ndarray
-    cell_stride: int
-    wthr_base: int
-    cell_hdr: np.ndarray
-    guide_bits: int
-    log1m_h: np.ndarray
-    day_bin: np.ndarray
-    tail_bin: np.ndarray
-    dest_k: np.ndarray
-    dest_thr: np.ndarray
-    dest_fast: np.ndarray
-    n_dest: int
-    n_stages: int
-
-
-class KernelDeals(NamedTuple):
-    """Open deals: cell, age, group int32 [n]; amount float64 [n]; sid int64 [n] (stream ids);
-    start int32 [n] (day offset the walk starts on, 0 .. end_off); s_prev float64 [n] = S(age - 1)
-    of the deal's cell (1 for age 0 or beyond the table)."""
-
-    cell: np.ndarray
-    age: np.ndarray
-    amount: np.ndarray
-    group: np.ndarray
-    sid: np.ndarray
-    start: np.ndarray
-    s_prev: np.ndarray
-
-
-class KernelArrivals(NamedTuple):
-    """New deals: ArrivalTables' arrays with ``entry_k``/``entry_thr`` [G, S] (thresholds as
-    ``dest_thr``; ``n_entry`` the most entry stages with a positive share in a group) in place of
-    entry_p, ``amount_mult`` scalar, ``day_weekday``/``day_moq`` int32
-    [end_off + 1]; ``on`` False skips new deals (the arrays may then be empty)."""
-
-    on: bool
-    rate: np.ndarray
-    weekday_factor: np.ndarray
-    moq_factor: np.ndarray
-    gamma_shape: np.ndarray
-    entry_k: np.ndarray
-    entry_thr: np.ndarray
-    n_entry: int
-    amount_pool: np.ndarray
-    amount_off: np.ndarray
-    amount_mult: float
-    day_weekday: np.ndarray
-    day_moq: np.ndarray
-
-
-class KernelWindow(NamedTuple):
-    """start_off, end_off: window offsets; day_period int32 [end_off + 1] (-1 before start_off);
-    n_periods P, n_groups G."""
-
-    start_off: int
-    end_off: int
-    day_period: np.ndarray
-    n_periods: int
-    n_groups: int
-
-
-class KernelBuffers(NamedTuple):
-    """Scratch and outputs (see the module docstring for the field layout).
-
-    buf_f float64 / buf_i int32 [nb + 1, tc_max, F]: per-block partial sums of the chunk's trials
-    (row nb: new deals); gmul float64 [tc_max, G]; work int64 [nb, 2], work_new int64 [tc_max, 2]:
-    (walks, visits); deal_won, deal_lost int32 [n]; deal_hist int32 [n, W] (W = 0: not tracked);
-    out_f float64 [T, 1 + P + G + S], out_i int32 [T, 2 + P + G + S], out_new_f / out_new_i [T];
-    tkeys uint64 [tc_max]: the chunk's trial keys (open-deal domain).
-    Batch scratch [units, TB] per parallel unit: act_state uint64 (the walks' next draw states,
-    key + (v + 1) GOLDEN), xs uint64 (the round's draws), sp int64 ((exit day << 20) | bin row;
-    a new deal's draw 0 while its batch fills),
-    act_code int64 ((walk q << 44) | (cell << 20) | entry day of the spell) of the walks still
-    going, fin int64 per walk ((last day << 40) | (destination << 24) | cell), ends int64 [units,
-    3 TB] (walks sorted by outcome), bq int64 (base cell g S per walk), gq int64 and amq float64
-    (a new deal's group and amount); dguide int64 [units, DEAL_GUIDE_SIZE] and dthr int64
-    [units, max L_c + 1]: the current deal's first-spell tables (deal_tables).
-    """
-
-    buf_f: np.ndarray
-    buf_i: np.ndarray
-    gmul: np.ndarray
-    work: np.ndarray
-    work_new: np.ndarray
-    deal_won: np.ndarray
-    deal_lost: np.ndarray
-    deal_hist: np.ndarray
-    out_f: np.ndarray
-    out_i: np.ndarray
-    out_new_f: np.ndarray
-    out_new_i: np.ndarray
-    tkeys: np.ndarray
-    act_state: np.ndarray
-    xs: np.ndarray
-    sp: np.ndarray
-    act_code: np.ndarray
-    fin: np.ndarray
-    ends: np.ndarray
-    bq: np.ndarray
-    gq: np.ndarray
-    amq: np.ndarray
-    dguide: np.ndarray
-    dthr: np.ndarray
-
-
-def n_deal_blocks(n_deals: int) -> int:
-    """Number of deal blocks: a function of the deal count only (results must not depend on threads)."""
-    if n_deals == 0:
-        return 0
-    return min(MAX_DEAL_BLOCKS, -(-n_deals // MIN_BLOCK_DEALS))
-
-
-@njit(**NJIT)
-def n_trial_blocks(n_trials):
-    """Units of new-deal work per chunk (any split gives the same results)."""
-    return min(MAX_DEAL_BLOCKS, n_trials)
-
-
-@njit(**NJIT)
-def unit_of(u, nb, nr):
-    """(kind, index) of parallel unit ``u``: deal blocks (kind 0) and trial blocks (kind 1)
-    interleaved, so that a static split of the units between threads gives each some of both."""
-    u = np.int64(u)
-    m = np.int64(min(nb, nr))
-    if u < 2 * m:
-        kind, i = u & 1, u >> 1
-    elif nb > nr:
-        kind, i = 0, u - m
-    else:
-        kind, i = 1, u - m
-    # Neighbouring units take distant blocks (i -> i * stride mod count, a bijection), so that any
-    # contiguous slice of units spreads over the deals (which callers often sort, e.g. by age).
-    count = nb if kind == 0 else nr
-    return kind, (i * spread_stride(count)) % max(count, 1)
-
-
-@njit(**NJIT)
-def spread_stride(n):
-    """The largest stride <= 0.618 n that is coprime with n (1 for n <= 2)."""
-    s = max(np.int64(n * 0.618), 1)
-    while s > 1:
-        a, b = n, s
-        while b:
-            a, b = b, a % b
-        if a == 1:
-            return s
-        s -= 1
-    return np.int64(1)
-
-
-def n_float_fields(n_periods: int, n_groups: int, n_stages: int) -> int:
-    return 1 + n_periods + n_groups + n_stages
-
-
-def n_int_fields(n_periods: int, n_groups: int, n_stages: int) -> int:
-    return 2 + n_periods + n_groups + n_stages
 
 
 @njit(**NJIT)
@@ -324,7 +115,7 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     # Arrays are unpacked once here and the helpers below are closures over them: numba inlines
     # closures into this function, whereas a call to another njit function taking arrays pays
     # atomic reference-count updates per array per call (measured: 4x slower per stage visit).
-    kind, idx = unit_of(u, nb, nr)  # 0: deal block idx, 1: trial block idx
+    kind, idx = unit_of(u, nb, nr)  # UNIT_DEALS: deal block idx; UNIT_TRIALS: trial block idx
     surv = tab.surv
     ctab = tab.ctab
     cstride = _U(tab.cell_stride)
@@ -382,13 +173,13 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
             return d + step, (e >> (np.int64(step) * GUIDE_ROW_BITS)) & GUIDE_ROW_MASK
         return spell_slow(uc, hi, d & GUIDE_DAY_MASK, room)
 
-    def deal_tables(c, a, s_prev, dlast, tail_exact, dthr_b, dguide_b):
+    def deal_tables(c, a, s_prev, dlast, tail_exact, thr_tab, guide_tab):
         # One open deal (cell c, age 0 < a < L) walks all trials of a chunk from the same state, so
-        # its first-spell rule is turned into integers once: dthr_b[d] = the largest hi with
+        # its first-spell rule is turned into integers once: thr_tab[d] = the largest hi with
         # S(d) <= S(a-1) (1 - hi / 2**32) in floats, exactly as the contract computes the target
         # (-1: none), for d = a .. dlast (the table's last day, or the window's last if that comes
         # first), a sentinel 2**32 at dlast + 1, and a guide over hi packed as the cells' (see
-        # engine.pack_guide). With m = 2**32 - hi, 1 - hi / 2**32 is exactly m / 2**32, and the
+        # sim.compact.pack_guide). With m = 2**32 - hi, 1 - hi / 2**32 is exactly m / 2**32, and the
         # float target rises with m: find the smallest m that passes from a close guess.
         off = cell_hdr[c, 2]
         y_prev = -1.0
@@ -403,15 +194,15 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     m += 1
                 thr = TWO_32_INT - m
                 y_prev = y
-            dthr_b[d] = thr
-        dthr_b[dlast + 1] = TWO_32_INT
+            thr_tab[d] = thr
+        thr_tab[dlast + 1] = TWO_32_INT
         # Each day d owns the buckets from the one after the previous day's last up to the one
         # holding its threshold: all but that last are pure; that last one exits on d or d + 1
         # unless d + 1's threshold is inside it too (slow).
         tail_row = np.int64(tail_bin[c])
         jp = -1
         for d in range(a, dlast + 2):
-            t = dthr_b[d]
+            t = thr_tab[d]
             j1 = min(t >> dshift, DEAL_GUIDE_SIZE - 1)
             if j1 <= jp:
                 continue
@@ -420,25 +211,25 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
             if tail_exact and d > dlast:
                 ent |= GUIDE_SLOW
             for j in range(jp + 1, j1):
-                dguide_b[j] = ent
+                guide_tab[j] = ent
             top = ((j1 + 1) << dshift) - 1
             if t < top:  # d <= dlast here: the sentinel 2**32 passes every top
                 row_b = np.int64(day_bin[off + d + 1]) if d < dlast else tail_row
                 ent |= row_b << GUIDE_ROW_BITS
-                if dthr_b[d + 1] < top or (tail_exact and d == dlast):
+                if thr_tab[d + 1] < top or (tail_exact and d == dlast):
                     ent |= GUIDE_SLOW
-            dguide_b[j1] = ent
+            guide_tab[j1] = ent
             jp = j1
 
-    def spell_aged(c, hi, s_prev, dlast, room, dthr_b, dguide_b):
+    def spell_aged(c, hi, s_prev, dlast, room, thr_tab, guide_tab):
         # Age 0 < a < L, on the deal's tables filled by deal_tables.
-        e = dguide_b[_U(hi >> dshift)]
+        e = guide_tab[_U(hi >> dshift)]
         d = e >> GUIDE_DAY_SHIFT
         if e < GUIDE_SLOW:
-            step = hi > dthr_b[_U(d)]
+            step = hi > thr_tab[_U(d)]
             return d + step, (e >> (np.int64(step) * GUIDE_ROW_BITS)) & GUIDE_ROW_MASK
         d &= GUIDE_DAY_MASK
-        while hi > dthr_b[_U(d)]:
+        while hi > thr_tab[_U(d)]:
             d += 1
         if d <= dlast:
             return d, np.int64(day_bin[_U(cell_hdr[c, 2] + d)])
@@ -489,7 +280,7 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     deal_lost = bufs.deal_lost
     deal_hist = bufs.deal_hist
     tkeys = bufs.tkeys
-    TB = bufs.act_code.shape[1]
+    TB = bufs.walk_codes.shape[1]
     W = deal_hist.shape[1]
     n = d_cell.shape[0]
     nb = work.shape[0]
@@ -508,23 +299,23 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     gmul = bufs.gmul
     work_new = bufs.work_new
     # This unit's rows of the scratch arrays, as 1-d views: one pointer each in the loops.
-    ast = bufs.act_state[u]  # states of the walks' next draws
-    act_code = bufs.act_code[u]  # (q << 44) | (cell << 20) | day of the walks still going
-    xs = bufs.xs[u]  # the visit's draw
-    sp = bufs.sp[u]  # (exit day << 20) | bin row, exit day capped at end_off + 1
-    fin = bufs.fin[u]  # per walk q its last visit: (day << 40) | (destination << 24) | cell
-    ends = bufs.ends[u]  # open-deal booking lists: won [0, TB), lost [TB, 2 TB), open [2 TB, 3 TB)
-    bq = bufs.bq[u]  # per walk: its base cell g S
-    gq = bufs.gq[u]  # new deals: group and amount
-    amq = bufs.amq[u]
-    dthr_b = bufs.dthr[u]
-    dguide_b = bufs.dguide[u]
+    walk_state = bufs.walk_state[u]  # states of the walks' next draws
+    walk_code = bufs.walk_codes[u]  # (q << 44) | (cell << 20) | day of the walks still going
+    draws = bufs.draws[u]  # the visit's draw
+    exit_code = bufs.exit_codes[u]  # (exit day << 20) | bin row, exit day capped at end_off + 1
+    last_visit = bufs.last_visit[u]  # per walk q its last visit: (day << 40) | (destination << 24) | cell
+    booked = bufs.booked[u]  # open-deal booking lists: won [0, TB), lost [TB, 2 TB), open [2 TB, 3 TB)
+    base_cell = bufs.base_cell[u]  # per walk: its base cell g S
+    new_group = bufs.new_group[u]  # new deals: group and amount
+    new_amount = bufs.new_amount[u]
+    deal_thr = bufs.deal_thr[u]
+    deal_guide = bufs.deal_guide[u]
     # Deal block: deals lo .. hi - 1, each in trial batches from tb0.
     lo = (idx * n) // max(nb, 1)
     hi = ((idx + 1) * n) // max(nb, 1)
-    i = lo if kind == 0 else hi
+    i = lo if kind == UNIT_DEALS else hi
     tb0 = 0
-    if kind == 0:
+    if kind == UNIT_DEALS:
         buf_f[idx, :tc, :] = 0.0
         buf_i[idx, :tc, :] = 0
     steps_blk = np.int64(0)
@@ -538,13 +329,13 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     day0 = np.int64(0)
     room0 = np.int64(0)
     dlast = np.int64(0)
-    mode = 0
+    first_kind = FIRST_FRESH
     won_trials = 0
     lost_trials = 0
     # Trial block: trials tlo .. thi - 1, each its arrivals by (day, group, k).
     tlo = (idx * tc) // max(nr, 1)
     thi = ((idx + 1) * tc) // max(nr, 1)
-    tt = tlo if kind == 1 else thi
+    tt = tlo if kind == UNIT_TRIALS else thi
     new_trial = True
     trial_done = False
     tk_count = np.uint64(0)
@@ -556,10 +347,10 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     n_new = np.int64(0)
     steps_t = np.int64(0)
     while True:
-        # ---- Fill a batch: per walk q the state of its first visit's draw ast[q], its code
-        # (q, cell, entry day of its spell) in act_code[q] and its base cell bq[q].
+        # ---- Fill a batch: per walk q the state of its first visit's draw walk_state[q], its code
+        # (q, cell, entry day of its spell) in walk_code[q] and its base cell base_cell[q].
         nq = 0
-        if kind == 0:
+        if kind == UNIT_DEALS:
             if i >= hi:
                 break
             if tb0 == 0:
@@ -573,10 +364,10 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 day0 = np.int64(d_start[i]) - a  # the day the deal entered its current stage
                 room0 = end_off - day0  # its first spell's last exit day inside the window
                 L0 = cell_hdr[c0, 4]
-                mode = 0 if a == 0 else (1 if a < L0 else 2)
+                first_kind = FIRST_FRESH if a == 0 else (FIRST_AGED if a < L0 else FIRST_OLD)
                 dlast = min(L0 - 1, room0)
-                if mode == 1:
-                    deal_tables(c0, a, s_prev, dlast, dlast < room0, dthr_b, dguide_b)
+                if first_kind == FIRST_AGED:
+                    deal_tables(c0, a, s_prev, dlast, dlast < room0, deal_thr, deal_guide)
                 won_trials = 0
                 lost_trials = 0
             nq = min(TB, tc - tb0)
@@ -584,10 +375,10 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
             for q in range(nq):  # independent hashes: vectorised
                 uq = _U(q)
                 state = stream_key(tkeys[_U(tb0 + q)], sid) + GOLDEN  # draw 0 of its stream
-                xs[uq] = mix64(state)
-                ast[uq] = state
-                act_code[uq] = (q << 44) | code0
-                bq[uq] = base
+                draws[uq] = mix64(state)
+                walk_state[uq] = state
+                walk_code[uq] = (q << 44) | code0
+                base_cell[uq] = base
         else:
             if tt >= thi:
                 break
@@ -612,7 +403,7 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 steps_t = 0
                 new_trial = False
                 trial_done = False
-            mode = 0
+            first_kind = FIRST_FRESH
             # Arrivals of (day, group) in order, resuming where the last batch stopped.
             while nq < TB:
                 if ncount < 0:
@@ -632,20 +423,20 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 for r in range(take):  # independent hashes: vectorised
                     uq = _U(nq + r)
                     key = stream_key(tk_new, pk0 + r)
-                    sp[uq] = np.int64(mix64(key + GOLDEN))  # draw 0: entry stage (high 32 bits), amount
-                    ast[uq] = key + GOLDEN2  # draw 1: its first visit
-                    xs[uq] = mix64(key + GOLDEN2)
+                    exit_code[uq] = np.int64(mix64(key + GOLDEN))  # draw 0: entry stage (high 32 bits), amount
+                    walk_state[uq] = key + GOLDEN2  # draw 1: its first visit
+                    draws[uq] = mix64(key + GOLDEN2)
                 for r in range(take):
                     uq = _U(nq + r)
-                    x = np.uint64(sp[uq])
+                    x = np.uint64(exit_code[uq])
                     x32 = hi32(x)
                     j = 0
                     for jj in range(n_entry_cmp):  # count the thresholds <= x32: no branch
                         j += x32 >= entry_thr[ng, jj]
-                    amq[uq] = amount_pool[pool0 + pick_index(lo32(x), pool_n)] * amount_mult
-                    gq[uq] = ng
-                    bq[uq] = base_g
-                    act_code[uq] = (((nq + r) << 44) | code_g) + (np.int64(entry_k[ng, j]) << 20)
+                    new_amount[uq] = amount_pool[pool0 + pick_index(lo32(x), pool_n)] * amount_mult
+                    new_group[uq] = ng
+                    base_cell[uq] = base_g
+                    walk_code[uq] = (((nq + r) << 44) | code_g) + (np.int64(entry_k[ng, j]) << 20)
                 nq += take
                 nk += take
                 if nk >= ncount:
@@ -658,7 +449,7 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
             # ---- The walks' visits, in rounds over the walks still going (at first all nq),
             # each in three loops: the draws, the exit days (a spell's exit day capped at
             # end_off + 1, and its bin row), then destinations, compaction and each walk's last
-            # visit so far in fin. An open deal's first spell is conditioned on its age.
+            # visit so far in last_visit. An open deal's first spell is conditioned on its age.
             m = nq
             steps = np.int64(0)
             visits = 0
@@ -666,44 +457,44 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 steps += m
                 if visits > 0:  # the fill drew the first visits
                     for j in range(m):
-                        xs[_U(j)] = mix64(ast[_U(j)])
-                if visits == 0 and mode != 0:
+                        draws[_U(j)] = mix64(walk_state[_U(j)])
+                if visits == 0 and first_kind != FIRST_FRESH:
                     for j in range(m):
-                        h32 = np.int64(hi32(xs[_U(j)]))
-                        if mode == 1:
-                            d, row = spell_aged(c0, h32, s_prev, dlast, room0, dthr_b, dguide_b)
+                        h32 = np.int64(hi32(draws[_U(j)]))
+                        if first_kind == FIRST_AGED:
+                            d, row = spell_aged(c0, h32, s_prev, dlast, room0, deal_thr, deal_guide)
                         else:
                             d, row = spell_old(c0, a, h32)
-                        sp[_U(j)] = (min(day0 + d, end_off + 1) << 20) | row
+                        exit_code[_U(j)] = (min(day0 + d, end_off + 1) << 20) | row
                 else:
                     for j in range(m):
                         uj = _U(j)
-                        code = act_code[uj]
+                        code = walk_code[uj]
                         day = code & 0xFFFFF
-                        d, row = spell_fresh((code >> 20) & 0xFFFFFF, np.int64(hi32(xs[uj])), end_off - day)
-                        sp[uj] = (min(day + d, end_off + 1) << 20) | row
+                        d, row = spell_fresh((code >> 20) & 0xFFFFFF, np.int64(hi32(draws[uj])), end_off - day)
+                        exit_code[uj] = (min(day + d, end_off + 1) << 20) | row
                 m2 = 0
                 for j in range(m):
                     uj = _U(j)
-                    code = act_code[uj]
+                    code = walk_code[uj]
                     q = code >> 44
                     uq = _U(q)
-                    e = sp[uj]
+                    e = exit_code[uj]
                     day = e >> 20
-                    k = destination(e & 0xFFFFF, np.int64(lo32(xs[uj])))
-                    fin[uq] = (day << 40) | (k << 24) | ((code >> 20) & 0xFFFFFF)
+                    k = destination(e & 0xFFFFF, np.int64(lo32(draws[uj])))
+                    last_visit[uq] = (day << 40) | (k << 24) | ((code >> 20) & 0xFFFFFF)
                     um = _U(m2)
-                    ast[um] = ast[uj] + GOLDEN
-                    act_code[um] = (q << 44) | ((bq[uq] + k) << 20) | day
+                    walk_state[um] = walk_state[uj] + GOLDEN
+                    walk_code[um] = (q << 44) | ((base_cell[uq] + k) << 20) | day
                     m2 += (day <= end_off) & (k < S)
                 m = m2
                 visits += 1
             # Walks capped at MAX_STEPS visits stay open in the cell they moved to.
             for j in range(m):
-                code = act_code[_U(j)]
-                fin[_U(code >> 44)] = ((end_off + 1) << 40) | ((code >> 20) & 0xFFFFFF)
+                code = walk_code[_U(j)]
+                last_visit[_U(code >> 44)] = ((end_off + 1) << 40) | ((code >> 20) & 0xFFFFFF)
             # ---- Booking.
-            if kind == 0:
+            if kind == UNIT_DEALS:
                 # One deal in nq trials: sort the walks by outcome, then each trial's slab
                 # row gets at most one term per deal, in deal order (skipping a zero term
                 # leaves a float sum unchanged). Total wins per trial are summed from the
@@ -712,20 +503,20 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 nl = TB
                 no = 2 * TB
                 for q in range(nq):
-                    e = fin[_U(q)]
+                    e = last_visit[_U(q)]
                     day = e >> 40
                     k = (e >> 24) & 0xFFFF
                     inw = (day >= start_off) & (day <= end_off)
-                    ends[_U(nw)] = (q << 32) | day
+                    booked[_U(nw)] = (q << 32) | day
                     nw += inw & (k == S)
-                    ends[_U(nl)] = q
+                    booked[_U(nl)] = q
                     nl += inw & (k > S)
-                    ends[_U(no)] = (q << 16) | ((e & 0xFFFFFF) - base)
+                    booked[_U(no)] = (q << 16) | ((e & 0xFFFFFF) - base)
                     no += day > end_off
                 bf = buf_f[idx]
                 bi = buf_i[idx]
                 for j in range(nw):
-                    e = ends[_U(j)]
+                    e = booked[_U(j)]
                     utt = _U(tb0 + (e >> 32))
                     day = e & 0xFFFFFFFF
                     p = _U(day_period[_U(day)])
@@ -737,9 +528,9 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     if W > 0:
                         deal_hist[i, _U(day - start_off)] += 1
                 for j in range(TB, nl):
-                    bi[_U(tb0 + ends[_U(j)]), 1] += 1
+                    bi[_U(tb0 + booked[_U(j)]), 1] += 1
                 for j in range(2 * TB, no):
-                    e = ends[_U(j)]
+                    e = booked[_U(j)]
                     utt = _U(tb0 + (e >> 16))
                     s = e & 0xFFFF
                     bf[utt, _U(fc0 + s)] += amount
@@ -755,22 +546,22 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 nl = 0
                 no = 2 * TB
                 for q in range(nq):
-                    e = fin[_U(q)]
+                    e = last_visit[_U(q)]
                     day = e >> 40
                     k = (e >> 24) & 0xFFFF
                     inw = (day >= start_off) & (day <= end_off)
-                    ends[_U(nw)] = q
+                    booked[_U(nw)] = q
                     nw += inw & (k == S)
                     nl += inw & (k > S)
-                    ends[_U(no)] = q
+                    booked[_U(no)] = q
                     no += day > end_off
                 bf = buf_f[nb, tt]
                 bi = buf_i[nb, tt]
                 for j in range(nw):
-                    uq = _U(ends[_U(j)])
-                    amt = amq[uq]
-                    p = _U(day_period[_U(fin[uq] >> 40)])
-                    gg = _U(gq[uq])
+                    uq = _U(booked[_U(j)])
+                    amt = new_amount[uq]
+                    p = _U(day_period[_U(last_visit[uq] >> 40)])
+                    gg = _U(new_group[uq])
                     bf[0] += amt
                     bf[1 + p] += amt
                     bf[1 + P + gg] += amt
@@ -779,13 +570,13 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 bi[0] += nw
                 bi[1] += nl
                 for j in range(2 * TB, no):
-                    uq = _U(ends[_U(j)])
-                    s = _U((fin[uq] & 0xFFFFFF) - bq[uq])
-                    bf[fc0 + s] += amq[uq]
+                    uq = _U(booked[_U(j)])
+                    s = _U((last_visit[uq] & 0xFFFFFF) - base_cell[uq])
+                    bf[fc0 + s] += new_amount[uq]
                     bi[fc0 + 1 + s] += 1
                 steps_t += steps
         # ---- Advance.
-        if kind == 0:
+        if kind == UNIT_DEALS:
             tb0 += nq
             if tb0 >= tc:
                 deal_won[i] += won_trials
@@ -797,90 +588,6 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
             work_new[tt, 1] = steps_t
             tt += 1
             new_trial = True
-    if kind == 0:
+    if kind == UNIT_DEALS:
         work[idx, 0] = (hi - lo) * tc
         work[idx, 1] = steps_blk
-
-
-@njit(**NJIT_PARALLEL)
-def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
-    """Simulate trials ``t0 .. t0 + tc - 1``: open deals and new deals in parallel units, then the
-    merge (module docstring).
-
-    ``keys`` uint64 [4]: base keys of the domains (KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW).
-    Writes ``bufs.out_*`` rows ``t0 .. t0 + tc - 1`` and ``bufs.work*``; adds to the per-deal
-    accumulators.
-    """
-    tkeys = bufs.tkeys
-    for tt in range(tc):
-        tkeys[tt] = trial_key(keys[KEY_OPEN], t0 + tt)
-    nb = bufs.work.shape[0]
-    nr = n_trial_blocks(tc) if arr.on else 0
-    for u in prange(nb + nr):
-        # The casts give this call one signature in numba's typing of the loop and in its
-        # parallel lowering (where the index is unsigned): unit_nb compiles once, not twice.
-        unit_nb(np.int64(u), np.int64(nb), np.int64(nr), np.int64(t0), np.int64(tc), keys, tab, deals, arr, win, bufs)
-
-    # Merge the slabs in a fixed order, trials in parallel.
-    buf_f = bufs.buf_f
-    buf_i = bufs.buf_i
-    P = win.n_periods
-    out_f = bufs.out_f
-    out_i = bufs.out_i
-    out_new_f = bufs.out_new_f
-    out_new_i = bufs.out_new_i
-    nf = buf_f.shape[2]
-    ni = buf_i.shape[2]
-    for tt in prange(tc):
-        t = t0 + tt
-        for f in range(nf):
-            acc = 0.0
-            for b in range(nb + 1):
-                acc += buf_f[b, tt, f]
-            out_f[t, f] = acc
-        for f in range(ni):
-            m = 0
-            for b in range(nb + 1):
-                m += buf_i[b, tt, f]
-            out_i[t, f] = m
-        # Open deals book wins by period only (one field fewer per win); the total is their sum.
-        m = 0
-        for p in range(P):
-            m += out_i[t, 2 + p]
-        out_i[t, 0] = m
-        out_new_f[t] = buf_f[nb, tt, 0]
-        out_new_i[t] = buf_i[nb, tt, 0]
-
-
-def refresh_stale_cache(module, sources) -> bool:
-    """Flush the on-disk numba cache of ``module``'s cached functions when ``sources`` changed.
-
-    numba keys a cached function on its own file's timestamp, but the kernels compile rng.py's
-    functions into themselves: after an edit of rng.py alone, numba would load machine code built
-    from the old rng.py. A hash of all the sources is kept beside the cache; when it differs,
-    the module's cache indexes are flushed (the next call compiles and caches afresh). Returns
-    True when it flushed. Never raises: an unwritable cache directory is one numba cannot use
-    either.
-    """
-    try:
-        from numba.core.dispatcher import Dispatcher
-
-        digest = hashlib.sha256(b"".join(Path(f).read_bytes() for f in sources)).hexdigest()
-        funcs = [
-            f for f in vars(module).values()
-            if isinstance(f, Dispatcher) and f.py_func.__module__ == module.__name__ and f._cache.cache_path
-        ]  # fmt: skip
-        if not funcs:
-            return False
-        stamp = Path(funcs[0]._cache.cache_path) / f"{module.__name__}.sources.sha256"
-        if stamp.exists() and stamp.read_text() == digest:
-            return False
-        for f in funcs:
-            f._cache.flush()
-        stamp.write_text(digest)
-        return True
-    except Exception:  # pragma: no cover - read-only or missing cache directory
-        return False
-
-
-refresh_stale_cache(sys.modules[__name__], [__file__, _rng.__file__])

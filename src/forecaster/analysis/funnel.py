@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.data import OPEN, WON, CRMData, to_date
+from forecaster.calendar import to_date
+from forecaster.crm import WON, Snapshot
 from forecaster.errors import ConfigError
-from forecaster.model import PipelineModel, deal_cells, group_index, spells
+from forecaster.model import PipelineModel, model_groups, open_deal_cells
+from forecaster.numeric import ratio
 
 HORIZON_DAYS = 3650  # quantiles are searched up to ten years, tail included
 
@@ -89,9 +91,9 @@ def select_groups(model: PipelineModel, segment: tuple[str, ...] = ()) -> Select
     return Selection(np.flatnonzero(keep), ", ".join(labels) or "all")
 
 
-def funnel(model: PipelineModel, data: CRMData, segment: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The funnel metrics (JSON layout of `forecaster funnel --format json`)."""
-    assert data.as_of is not None
+def funnel(model: PipelineModel, data: Snapshot, segment: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The funnel metrics of ``model`` on the snapshot it was fitted on (JSON layout of
+    `forecaster funnel --format json`)."""
     sel = select_groups(model, segment)
     n_s = model.n_stages
     K = n_s + 2
@@ -101,23 +103,21 @@ def funnel(model: PipelineModel, data: CRMData, segment: tuple[str, ...] = ()) -
     p_exit_g = np.array([[cell_exit_shares(model, g * n_s + s) for s in range(n_s)] for g in gsel])
     b_won_g = np.array([absorption(p)[1][:, 0] for p in p_exit_g])  # [G', S]
     w = model.cell_spells.reshape(model.n_groups, n_s)[gsel].astype(float)  # [G', S]
-    w_norm = np.where(w.sum(axis=0) > 0, w / np.where(w.sum(axis=0) > 0, w.sum(axis=0), 1), 1.0 / len(gsel))
+    w_norm = ratio(w, w.sum(axis=0), 1.0 / len(gsel))
 
     # Open deals of the selection.
-    open_idx, cell, age, grp = deal_cells(data, model)
+    open_idx, cell, age, grp = open_deal_cells(data, model)
     in_sel = np.isin(grp, gsel)
     o_stage = (cell % n_s)[in_sel]
     o_age = age[in_sel]
     o_amount = data.amount[open_idx][in_sel]
 
     # Spells of the selection: deals that entered each stage, and their amounts.
-    sp = spells(data)
-    dg, found = group_index(data, model.segment_by)
-    lookup = {g: i for i, g in enumerate(model.groups)}
-    gm = np.array([lookup.get(g, -1) for g in found])[dg]
-    sp_sel = np.isin(gm[sp.deal], gsel)
-    entered = np.bincount(sp.stage[sp_sel], minlength=n_s)
-    amount_in = np.bincount(sp.stage[sp_sel], weights=data.amount[sp.deal[sp_sel]], minlength=n_s)
+    spells = data.spells
+    gm, _, _ = model_groups(data, model)
+    sp_sel = np.isin(gm[spells.deal], gsel)
+    entered = np.bincount(spells.stage[sp_sel], minlength=n_s)
+    amount_in = np.bincount(spells.stage[sp_sel], weights=data.amount[spells.deal[sp_sel]], minlength=n_s)
 
     stages = []
     p_exit_mix = np.zeros((n_s, K))
@@ -173,4 +173,4 @@ def funnel(model: PipelineModel, data: CRMData, segment: tuple[str, ...] = ()) -
     }
 
 
-__all__ = ["funnel", "absorption", "cell_exit_shares", "cell_curve", "select_groups", "OPEN"]
+__all__ = ["funnel", "absorption", "cell_exit_shares", "cell_curve", "select_groups"]

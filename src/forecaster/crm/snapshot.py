@@ -1,0 +1,239 @@
+"""The as-of cut: what the CRM knew before a date, as one ``Snapshot`` that every later step reads.
+
+A snapshot holds the export's arrays as known before ``as_of`` (deals created on or after it vanish,
+deals closed on or after it are open, stage rows on or after it are dropped) and what the fit and the
+simulation need from them, computed once: each deal's current stage and the day it entered it, its entry
+stage, and the stage spells (stays in open stages, exited or censored at as_of).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from forecaster.calendar import NO_DATE, to_date, to_day
+from forecaster.config import Config
+from forecaster.crm.export import OPEN, STATUS_NAMES, WON, CRMData, DataWarning, ExportInfo
+from forecaster.errors import DataError
+
+
+@dataclass(frozen=True)
+class Spells:
+    """Stays in open stages as of D, one per history row. ``deal``, ``stage``, ``entered`` (day), ``dur``:
+    exit day since entry (exited) or age at D (censored, >= 1); ``dest``: destination (open stage index,
+    S = won, S + 1 = lost; -1 when censored); ``exited`` bool."""
+
+    deal: np.ndarray
+    stage: np.ndarray
+    entered: np.ndarray
+    dur: np.ndarray
+    dest: np.ndarray
+    exited: np.ndarray
+
+
+@dataclass(frozen=True)
+class Snapshot(CRMData):
+    """The export as known before day ``as_of`` (see the module docstring). Per deal: ``stage_now`` int16
+    (the stage of its last row), ``entered_now`` int32 (that row's day), ``entry_stage`` int64 (its first
+    row's stage); ``spells`` one per history row; ``export``: what the whole export holds (files, counts,
+    its first and last day; none of its rows)."""
+
+    as_of: int
+    export: ExportInfo
+    stage_now: np.ndarray
+    entered_now: np.ndarray
+    entry_stage: np.ndarray
+    spells: Spells = field(repr=False)
+
+    @property
+    def open_idx(self) -> np.ndarray:
+        """Indices of the deals open at as_of."""
+        return np.flatnonzero(self.status == OPEN)
+
+    @property
+    def as_of_date(self) -> dt.date:
+        return to_date(self.as_of)
+
+
+def stage_spells(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.ndarray, status: np.ndarray,
+                 closed: np.ndarray, n_stages: int, as_of: int) -> Spells:
+    """Each history row opens a spell; it ends at the deal's next row, at its closing, or is censored."""
+    d, s, e = h_deal, h_stage.astype(np.int64), h_entered.astype(np.int64)
+    m = len(d)
+    has_next = np.zeros(m, bool)
+    has_next[:-1] = d[1:] == d[:-1]
+    nxt_entered = np.r_[e[1:], 0][:m]
+    nxt_stage = np.r_[s[1:], 0][:m]
+    status = status[d]
+    closed = closed[d].astype(np.int64)
+    closes = ~has_next & (status != OPEN)
+    exited = has_next | closes
+    exit_day = np.where(has_next, nxt_entered, np.where(closes, closed, as_of))
+    dest = np.where(has_next, nxt_stage, np.where(status == WON, n_stages, n_stages + 1))
+    dest = np.where(exited, dest, -1)
+    return Spells(d, s, e, (exit_day - e).astype(np.int64), dest.astype(np.int64), exited)
+
+
+def _with_derived(data: CRMData, as_of: int, export: ExportInfo) -> Snapshot:
+    """A Snapshot of arrays already cut at ``as_of``: the derived per-deal fields and spells computed."""
+    n = data.n_deals
+    stage_now = np.full(n, -1, np.int16)
+    entered_now = np.full(n, NO_DATE, np.int32)
+    entry_stage = np.zeros(n, np.int64)
+    h = data.h_deal
+    if len(h):
+        last = np.r_[h[1:] != h[:-1], True]
+        stage_now[h[last]] = data.h_stage[last]
+        entered_now[h[last]] = data.h_entered[last]
+        first = np.r_[True, h[1:] != h[:-1]]
+        entry_stage[h[first]] = data.h_stage[first]
+    fields = {f: getattr(data, f) for f in CRMData.__dataclass_fields__}
+    spells = stage_spells(data.h_deal, data.h_stage, data.h_entered, data.status, data.closed, len(data.stages),
+                          as_of)
+    return Snapshot(**fields, as_of=int(as_of), export=export, stage_now=stage_now, entered_now=entered_now,
+                    entry_stage=entry_stage, spells=spells)
+
+
+def default_as_of(data: CRMData) -> int:
+    """The first day after the latest date in the export."""
+    return data.last_day() + 1
+
+
+def cut(data: CRMData, as_of: int) -> Snapshot:
+    """The export as known before day ``as_of``: nothing dated on or after it is visible.
+
+    Deals created on/after as_of vanish; deals closed on/after as_of are open; stage rows on/after
+    as_of are dropped. A deal with no stage row left sits in the first stage since created_at
+    (deal-level mode: always).
+    """
+    keep = data.created < as_of
+    new_index = np.cumsum(keep, dtype=np.int64) - 1
+    closed = data.closed[keep]
+    status = data.status[keep].copy()
+    later = (closed != NO_DATE) & (closed >= as_of)
+    status[later] = OPEN
+    closed = np.where(later, NO_DATE, closed).astype(np.int32)
+
+    hk = keep[data.h_deal] & (data.h_entered < as_of) if len(data.h_deal) else np.zeros(0, bool)
+    h_deal = new_index[data.h_deal[hk]].astype(np.int32)
+    h_stage = data.h_stage[hk]
+    h_entered = data.h_entered[hk]
+    n = int(keep.sum())
+    has_row = np.zeros(n, bool)
+    has_row[h_deal] = True
+    missing = np.flatnonzero(~has_row)
+    warnings = [w for w in data.warnings if w.key != "no_stage_rows"]
+    if len(missing):
+        created = data.created[keep]
+        h_deal = np.r_[h_deal, missing.astype(np.int32)]
+        h_stage = np.r_[h_stage, np.zeros(len(missing), np.int16)]
+        h_entered = np.r_[h_entered, created[missing]]
+        order = np.lexsort((h_entered, h_deal))  # stable: the synthetic row is each such deal's only row
+        h_deal, h_stage, h_entered = h_deal[order], h_stage[order], h_entered[order]
+        if not data.deal_level:
+            warnings.append(DataWarning("no_stage_rows", len(missing),
+                                        f"deals with no stage row before as_of (placed in '{data.stages[0]}' "
+                                        f"from created_at)"))
+    cut_data = CRMData(
+        deal_id=data.deal_id[keep],
+        created=data.created[keep],
+        closed=closed,
+        status=status,
+        amount=data.amount[keep],
+        attrs=data.attrs.filter(pa.array(keep)),
+        h_deal=h_deal.astype(np.int32),
+        h_stage=h_stage.astype(np.int16),
+        h_entered=h_entered.astype(np.int32),
+        stages=data.stages,
+        deal_level=data.deal_level,
+        warnings=tuple(warnings),
+        fingerprint=data.fingerprint,
+        sources=data.sources,
+    )
+    return _with_derived(cut_data, as_of, data.info())
+
+
+def snapshot(data: CRMData, config: Config, as_of: dt.date | None = None) -> Snapshot:
+    """Cut a loaded export at ``as_of`` (or the config's forecast.as_of, or the day after the data's end)."""
+    when = as_of or config.forecast.as_of
+    day = to_day(when) if when is not None else default_as_of(data)
+    out = cut(data, day)
+    if out.n_deals == 0:
+        raise DataError(f"{config.data.deals}: no deal was created before as_of {to_date(day)}")
+    return out
+
+
+def resample(snap: Snapshot, idx: np.ndarray) -> Snapshot:
+    """The snapshot made of deals ``idx`` (repeats allowed: a bootstrap resample), each with its stage rows.
+    Deal ids repeat with their deals; a resample is for fitting, not for forecasting its deals."""
+    idx = np.asarray(idx, np.int64)
+    n = snap.n_deals
+    first = np.searchsorted(snap.h_deal, np.arange(n), side="left")
+    last = np.searchsorted(snap.h_deal, np.arange(n), side="right")
+    counts = (last - first)[idx]
+    new_first = np.r_[0, np.cumsum(counts)[:-1]]
+    rows = np.repeat(first[idx] - new_first, counts) + np.arange(int(counts.sum()))
+    data = CRMData(
+        deal_id=snap.deal_id[idx],
+        created=snap.created[idx],
+        closed=snap.closed[idx],
+        status=snap.status[idx],
+        amount=snap.amount[idx],
+        attrs=snap.attrs.take(pa.array(idx)),
+        h_deal=np.repeat(np.arange(len(idx), dtype=np.int32), counts),
+        h_stage=snap.h_stage[rows],
+        h_entered=snap.h_entered[rows],
+        stages=snap.stages,
+        deal_level=snap.deal_level,
+        warnings=snap.warnings,
+        fingerprint=snap.fingerprint,
+        sources=snap.sources,
+    )
+    return _with_derived(data, snap.as_of, snap.export)
+
+
+@dataclass(frozen=True)
+class PipelineView:
+    """Open deals per stage as of the cut: what `validate` and `demo` print."""
+
+    as_of: dt.date
+    stages: tuple[str, ...]
+    open_deals: np.ndarray
+    open_amount: np.ndarray
+    median_age_days: np.ndarray
+    counts: dict[str, int]
+    first_day: dt.date | None
+    last_day: dt.date | None
+    stages_seen: tuple[str, ...]
+    segment_values: dict[str, int]
+
+
+def pipeline_view(snap: Snapshot, segment_by: tuple[str, ...] = ()) -> PipelineView:
+    """The open pipeline per stage (deals, value, median age), status counts and the stages seen."""
+    is_open = snap.status == OPEN
+    n_s = len(snap.stages)
+    s = snap.stage_now[is_open].astype(np.int64)
+    age = (snap.as_of - snap.entered_now[is_open]).astype(np.float64)
+    med = np.full(n_s, np.nan)
+    for i in range(n_s):
+        if (s == i).any():
+            med[i] = float(np.median(age[s == i]))
+    seen = np.unique(snap.h_stage) if len(snap.h_stage) else np.zeros(0, int)
+    return PipelineView(
+        as_of=to_date(snap.as_of),
+        stages=snap.stages,
+        open_deals=np.bincount(s, minlength=n_s),
+        open_amount=np.bincount(s, weights=snap.amount[is_open], minlength=n_s),
+        median_age_days=med,
+        counts={name: int((snap.status == code).sum()) for code, name in enumerate(STATUS_NAMES)},
+        first_day=to_date(int(snap.created.min())) if snap.n_deals else None,
+        last_day=to_date(snap.last_day()) if snap.n_deals else None,
+        stages_seen=tuple(snap.stages[i] for i in seen),
+        segment_values={name: len(np.unique(snap.attrs[name].to_numpy(zero_copy_only=False))) for name in segment_by},
+    )
+
+
+__all__ = ["Snapshot", "Spells", "cut", "default_as_of", "pipeline_view", "resample", "snapshot", "stage_spells"]

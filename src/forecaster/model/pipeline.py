@@ -1,0 +1,153 @@
+"""The fitted pipeline model and ``fit``: snapshot as of D -> stage tables, arrivals, and the figures
+that explain them. Rules and their reasons: docs/model.md; persistence: model.store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from forecaster._version import __version__
+from forecaster.config import Config
+from forecaster.crm import Snapshot
+from forecaster.errors import ModelError
+from forecaster.model import store
+from forecaster.model.arrivals import fit_arrivals
+from forecaster.model.stage import fit_stage_tables
+from forecaster.model.tables import ArrivalTables, StageTables
+
+GROUP_SEP = "\x1f"
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineModel:
+    """A fitted model: stage tables, arrivals and the figures that explain them.
+
+    Per cell (c = g * S + s, g a segment combination, s an open stage): ``cell_spells``, ``cell_exits``
+    (own data), ``cell_weight`` (share of the estimate resting on the segment's own exits: E / (E + m)).
+    Per stage: ``prior_strength`` m, ``entered`` (spells that entered it). ``meta``: version, config and
+    data fingerprints, fit options, segment effects, the arrival window (model.json).
+    """
+
+    stages: tuple[str, ...]
+    won: str
+    lost: str
+    segment_by: tuple[str, ...]
+    groups: tuple[tuple[str, ...], ...]
+    as_of: int
+    stage: StageTables
+    arrivals: ArrivalTables
+    cell_spells: np.ndarray
+    cell_exits: np.ndarray
+    cell_weight: np.ndarray
+    prior_strength: np.ndarray
+    entered: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.groups)
+
+    def group_name(self, g: int) -> str:
+        """'col=value, ...' of segment combination g ('all' without segments)."""
+        return group_names(self.segment_by, [self.groups[g]])[0]
+
+    def save(self, directory: str | Path) -> Path:
+        """Write model.json and Parquet tables into ``directory`` (each file atomically)."""
+        return store.save(self, directory)
+
+    @classmethod
+    def load(cls, directory: str | Path, expect_fingerprint: str | None = None) -> PipelineModel:
+        """Read a saved model; refuse another format version, or data other than ``expect_fingerprint``."""
+        return store.load(cls, directory, expect_fingerprint)
+
+
+def group_index(snap: Snapshot, segment_by: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Per deal its segment combination's index, and the combinations (sorted)."""
+    if not segment_by:
+        return np.zeros(snap.n_deals, np.int32), [()]
+    cols = [snap.attrs[c].combine_chunks() for c in segment_by]
+    key = cols[0] if len(cols) == 1 else pc.binary_join_element_wise(*cols, GROUP_SEP)
+    uniq, inv = np.unique(np.asarray(key.to_pylist(), dtype=object).astype(str), return_inverse=True)
+    return inv.astype(np.int32), [tuple(u.split(GROUP_SEP)) for u in uniq]
+
+
+def group_names(segment_by: tuple[str, ...], groups: list[tuple[str, ...]]) -> list[str]:
+    if not segment_by:
+        return ["all"]
+    return [", ".join(f"{c}={v}" for c, v in zip(segment_by, g)) for g in groups]
+
+
+def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | None = None) -> PipelineModel:
+    """Fit the pipeline model from a snapshot as of its date (``crm.snapshot``); returns the fitted model.
+
+    ``config``: stages, won/lost, segment_by and the fit options. ``groups``: the segment combinations to
+    fit (default: those in the data); a bootstrap resample passes the original's so that its tables line
+    up with the original's cells."""
+    if not isinstance(snap, Snapshot):
+        raise ModelError("fit needs a snapshot cut at an as-of date (forecaster.crm.snapshot)")
+    n_s = len(snap.stages)
+    deal_group, found = group_index(snap, config.segment_by)
+    if groups is None:
+        groups = tuple(found)
+    else:
+        lookup = {g: i for i, g in enumerate(groups)}
+        deal_group = np.array([lookup[g] for g in found], np.int32)[deal_group]
+    opts = config.fit
+    stage, figures = fit_stage_tables(snap.spells, deal_group, len(groups), n_s, opts.min_bin_exits,
+                                      opts.prior_strength)
+    arrivals, arrival_info = fit_arrivals(snap, deal_group, len(groups), opts.lookback_days, opts.prior_strength)
+    arrivals.check(stage)
+    meta = {
+        "version": __version__,
+        "config_sha256": config.sha256,
+        "data_fingerprint": snap.fingerprint,
+        "warnings": snap.warning_counts(),
+        "fit": {"lookback_days": opts.lookback_days, "min_bin_exits": opts.min_bin_exits,
+                "prior_strength": opts.prior_strength, "stale_after_days": opts.stale_after_days,
+                "tail_rate_per_day": figures["tail_rate"].tolist()},
+        "segment_effects": {
+            name: {"lost_log_odds_shift": float(figures["segment_lost_shift"][g]),
+                   "time_scale": float(figures["segment_time_scale"][g])}
+            for g, name in enumerate(group_names(config.segment_by, list(groups)))
+        },
+        "n_deals": snap.n_deals,
+        "n_spells": int(len(snap.spells.deal)),
+        "arrival_window": arrival_info,
+    }
+    return PipelineModel(
+        stages=snap.stages, won=config.won, lost=config.lost, segment_by=tuple(config.segment_by),
+        groups=tuple(tuple(g) for g in groups), as_of=int(snap.as_of), stage=stage, arrivals=arrivals,
+        cell_spells=figures["cell_spells"], cell_exits=figures["cell_exits"], cell_weight=figures["cell_weight"],
+        prior_strength=figures["prior_strength"], entered=figures["entered"], meta=meta,
+    )
+
+
+def model_groups(snap: Snapshot, model: PipelineModel) -> tuple[np.ndarray, list[tuple[str, ...]], np.ndarray]:
+    """Per deal of ``snap`` the index of its segment combination in the model (-1: not in the model), plus
+    the data's own combinations and each deal's index into them (for messages)."""
+    deal_group, groups = group_index(snap, model.segment_by)
+    lookup = {g: i for i, g in enumerate(model.groups)}
+    remap = np.array([lookup.get(g, -1) for g in groups], np.int64)
+    return remap[deal_group], groups, deal_group
+
+
+def open_deal_cells(snap: Snapshot, model: PipelineModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For the open deals of ``snap``: indices, cell, age in current stage (days), group.
+
+    A deal whose segment the model has not seen is an error: refit on the same data."""
+    mg, groups, deal_group = model_groups(snap, model)
+    open_idx = snap.open_idx
+    if (mg[open_idx] < 0).any():
+        bad = groups[deal_group[open_idx[mg[open_idx] < 0][0]]]
+        raise ModelError(f"segment {bad} is not in the model (fitted on other data); refit")
+    cell = mg[open_idx] * model.n_stages + snap.stage_now[open_idx]
+    age = snap.as_of - snap.entered_now[open_idx]
+    return open_idx, cell.astype(np.int32), age.astype(np.int32), mg[open_idx].astype(np.int32)

@@ -1,0 +1,191 @@
+"""Natural tables (model.tables) -> the kernel's compact form for one window (sim.kernels.layout).
+
+Exit days as integer thresholds over the days a window can reach, with guide tables (Chen and Asau's
+indexed search) over the high 32 bits of a draw; destinations and entry stages as integer thresholds,
+most likely first. Vectorised numpy, once per run.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from forecaster.model.tables import ArrivalTables, OpenDeals, StageTables
+from forecaster.sim.kernels.layout import (
+    GUIDE_DAY_SHIFT,
+    GUIDE_ROW_BITS,
+    GUIDE_ROW_MASK,
+    GUIDE_SLOW_BIT,
+    KernelArrivals,
+    KernelTables,
+)
+
+# Guide tables: 2**bits buckets per cell over the high 32 bits of a draw, about 2**EXTRA per table
+# day a window can reach (fewer buckets straddling two days), kept small enough for L2.
+GUIDE_MIN_BITS = 6
+GUIDE_MAX_BITS = 12
+GUIDE_EXTRA_BITS = 3
+GUIDE_MAX_BYTES = 256 << 10
+_TWO32 = 1 << 32
+
+
+def exit_thresholds(surv: np.ndarray) -> np.ndarray:
+    """int64 ``2**32 - ceil(S(d) * 2**32)``: for a 32-bit integer ``hi``, ``S(d) <= 1 - hi / 2**32``
+    exactly when ``hi <= thr(d)`` (both sides are exact in float64), so a fresh spell's exit day is
+    the first day with ``hi <= thr``: the contract's rule in integers."""
+    return (_TWO32 - np.ceil(surv * float(_TWO32))).astype(np.int64)
+
+
+def guide_bits_for(n_cells: int, max_days: int) -> int:
+    """Buckets per cell: about 8 per table day (few buckets straddle two exit days), within
+    GUIDE_MAX_BYTES for all cells so that the guide stays in L2."""
+    bits = int(np.ceil(np.log2(max(2, max_days)))) + GUIDE_EXTRA_BITS
+    bits = min(GUIDE_MAX_BITS, max(GUIDE_MIN_BITS, bits))
+    while bits > GUIDE_MIN_BITS and (n_cells << bits) * 8 > GUIDE_MAX_BYTES:
+        bits -= 1
+    return bits
+
+
+def pack_guide(thr: np.ndarray, rows: np.ndarray, n_days: int, tail_exact: bool, bits: int) -> np.ndarray:
+    """int64 [2**bits]: one cell's (or deal's) guide over the high 32 bits ``hi`` of a draw.
+
+    ``thr`` int64 [n_days + 1]: exit thresholds of days 0 .. n_days - 1 (the exit day is the first
+    with ``hi <= thr``) and a sentinel ``2**32`` for "after day n_days - 1"; ``rows`` [n_days + 1]
+    the bin row of each day (any row for the sentinel). Bucket ``j`` holds the ``hi`` in
+    ``[j, j + 1) << (32 - bits)``; its entry is ``d << GUIDE_DAY_SHIFT | row(d + 1) << GUIDE_ROW_BITS |
+    row(d)`` with d the first exit day of the bucket, and the flag ``GUIDE_SLOW`` when the bucket
+    straddles more than one day boundary, or may reach the sentinel while ``tail_exact`` (the
+    sentinel is the table's tail, to be drawn in floats, rather than "after the window"). An
+    unflagged bucket exits on d or d + 1: the kernel decides with one comparison, no branch.
+    """
+    width = 1 << (32 - bits)
+    lo = np.arange(1 << bits, dtype=np.int64) * width
+    top = lo + width - 1
+    d = np.searchsorted(thr, lo, side="left")  # the sentinel 2**32 bounds it by n_days
+    d1 = np.minimum(d + 1, n_days)
+    pure = thr[d] >= top
+    slow = ~pure & ~(thr[d1] >= top)
+    if tail_exact:
+        slow |= (d == n_days) | (~pure & (d + 1 >= n_days))
+    r = rows.astype(np.int64)
+    return (d.astype(np.int64) << GUIDE_DAY_SHIFT) | (r[d1] << GUIDE_ROW_BITS) | r[d] | (slow.astype(np.int64) << GUIDE_SLOW_BIT)
+
+
+def window_tables(stage: StageTables, exit_thr: np.ndarray, end_off: int, bits: int):
+    """Per cell the part of its table a window can reach: an exit later than ``end_off`` days after
+    a spell's entry is after the window for any entry day >= 0, so each cell keeps its days
+    ``0 .. Lw - 1`` (``Lw = min(L, end_off + 1)``) and a sentinel: "after the window" when the table
+    was cut, the tail when it was not.
+
+    Returns (ctab int64 [C * stride], stride, cell_hdr int64 [C, 8]). Cell c's region
+    ``ctab[c * stride :]`` holds its guide (``2**bits`` entries, see pack_guide), then from
+    ``2**bits`` the thresholds of days ``0 .. Lw - 1`` and the sentinel ``2**32``: one array and a
+    multiply find both, so a stage visit loads no per-cell offsets. cell_hdr row (for the rare
+    slow path): region start, Lw, table offset, 0, L.
+    """
+    C = stage.n_cells
+    L = stage.cell_len
+    Lw = np.minimum(L, end_off + 1)
+    G = 1 << bits
+    stride = G + int(Lw.max()) + 1
+    ctab = np.full(C * stride, _TWO32, np.int64)
+    hdr = np.zeros((C, 8), np.int64)
+    for c in range(C):
+        off, lw, r0 = int(stage.cell_off[c]), int(Lw[c]), c * stride
+        thr = np.r_[exit_thr[off : off + lw], _TWO32]
+        rows = np.r_[stage.day_bin[off : off + lw], stage.tail_bin[c]]
+        ctab[r0 : r0 + G] = pack_guide(thr, rows, lw, bool(lw == L[c]), bits)
+        ctab[r0 + G : r0 + G + lw + 1] = thr
+        hdr[c, :5] = (r0, lw, off, 0, L[c])
+    return ctab, stride, hdr
+
+
+def sorted_thresholds(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of probabilities [R, K] -> (order int32 [R, K], thr uint64 [R, K]).
+
+    Per row: outcomes with p > 0, most likely first (ties: lower index), cumulative thresholds
+    ``floor(cumsum * 2**32 + 0.5)`` capped at ``2**32``, the last positive one set to ``2**32``; the
+    unused tail repeats the last entry. A 32-bit uniform ``x`` picks the first entry with
+    ``x < thr``. Outcomes with p below 2**-33 may round to zero width. (Vectorised; the cumulative
+    sums add in the same order as a loop over the sorted row.)
+    """
+    p = np.asarray(p, np.float64)
+    R, Kn = p.shape
+    order = np.argsort(-p, axis=1, kind="stable").astype(np.int32)
+    cum = np.cumsum(np.take_along_axis(p, order, axis=1), axis=1)
+    thr = np.minimum(np.floor(cum * float(_TWO32) + 0.5), float(_TWO32)).astype(np.uint64)
+    last = (p > 0.0).sum(axis=1) - 1
+    tail = np.arange(Kn)[None, :] >= last[:, None]
+    thr[tail] = _TWO32
+    order = np.where(tail, order[np.arange(R), last][:, None], order).astype(np.int32)
+    return order, thr
+
+
+def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
+    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``."""
+    if int(stage.cell_len.max()) >= 1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT) or stage.bin_p.shape[0] > GUIDE_ROW_MASK:
+        raise ValueError(
+            f"stage tables too large for the kernel: {int(stage.cell_len.max())} days in a cell "
+            f"(at most {(1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT)) - 1}), {stage.bin_p.shape[0]} bins (at most {GUIDE_ROW_MASK})"
+        )
+    exit_thr = exit_thresholds(stage.surv)
+    bits = guide_bits_for(stage.n_cells, min(int(stage.cell_len.max()), end_off + 1))
+    ctab, stride, cell_hdr = window_tables(stage, exit_thr, end_off, bits)
+    log1m_h = np.array([-math.inf if h == 1.0 else math.log1p(-h) for h in stage.tail_h.tolist()], np.float64)
+    order, thr = sorted_thresholds(stage.bin_p)
+    n_dest = int((stage.bin_p > 0.0).sum(axis=1).max())
+    width = max(n_dest, 4)  # the kernel unrolls rows of up to 4 destinations
+    if order.shape[1] < width:
+        order = np.concatenate([order, np.repeat(order[:, -1:], width - order.shape[1], axis=1)], axis=1)
+        thr = np.concatenate([thr, np.full((thr.shape[0], width - thr.shape[1]), _TWO32, np.uint64)], axis=1)
+    dest_fast = np.zeros((order.shape[0], 4), np.int64)
+    if n_dest <= 4:
+        dest_fast[:, :3] = thr[:, :3].astype(np.int64)
+        for j in range(4):
+            dest_fast[:, 3] |= order[:, j].astype(np.int64) << (16 * j)
+    return KernelTables(
+        surv=np.ascontiguousarray(stage.surv),
+        ctab=ctab,
+        cell_stride=stride,
+        wthr_base=1 << bits,
+        cell_hdr=cell_hdr,
+        guide_bits=bits,
+        log1m_h=log1m_h,
+        day_bin=np.ascontiguousarray(stage.day_bin),
+        tail_bin=np.ascontiguousarray(stage.tail_bin),
+        dest_k=np.ascontiguousarray(order[:, :width].astype(np.int64)),
+        dest_thr=np.ascontiguousarray(thr[:, :width].astype(np.int64)),
+        dest_fast=dest_fast.ravel(),
+        n_dest=n_dest,
+        n_stages=stage.n_stages,
+    )
+
+
+def deal_s_prev(stage: StageTables, deals: OpenDeals) -> np.ndarray:
+    """float64 [n]: S(age - 1) in each deal's cell, 1 for age 0 or an age beyond the table."""
+    off = stage.cell_off[deals.cell]
+    L = stage.cell_len[deals.cell]
+    inside = (deals.age > 0) & (deals.age < L)
+    idx = np.where(inside, off + deals.age - 1, 0)
+    return np.where(inside, stage.surv[idx], 1.0)
+
+
+def kernel_arrivals(arrivals: ArrivalTables | None, wd, mq, amount_multiplier_new: float, n_stages: int) -> KernelArrivals:
+    if arrivals is None:
+        f0, i0 = np.zeros(0), np.zeros(1, np.int64)
+        return KernelArrivals(
+            on=False, rate=f0, weekday_factor=np.zeros((0, 7)), moq_factor=np.zeros((0, 3)), gamma_shape=f0,
+            entry_k=np.zeros((0, n_stages), np.int32), entry_thr=np.zeros((0, n_stages), np.uint64), n_entry=1,
+            amount_pool=f0, amount_off=i0, amount_mult=1.0,
+            day_weekday=np.zeros(0, np.int32), day_moq=np.zeros(0, np.int32),
+        )  # fmt: skip
+    entry_k, entry_thr = sorted_thresholds(arrivals.entry_p)
+    a = arrivals
+    c = np.ascontiguousarray  # one array layout, so one compiled signature
+    return KernelArrivals(
+        on=True, rate=c(a.rate), weekday_factor=c(a.weekday_factor), moq_factor=c(a.moq_factor),
+        gamma_shape=c(a.gamma_shape), entry_k=entry_k, entry_thr=entry_thr,
+        n_entry=int(max(1, (a.entry_p > 0.0).sum(axis=1).max())), amount_pool=c(a.amount_pool),
+        amount_off=c(a.amount_off), amount_mult=float(amount_multiplier_new), day_weekday=wd, day_moq=mq,
+    )  # fmt: skip
