@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from forecaster.calendar import to_date
+from forecaster.report.format import days, lost_share, money, pct
 
 
 WIDTH = 100
@@ -21,17 +23,34 @@ def console(stderr: bool = False) -> Console:
     return Console(width=WIDTH, stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def money(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    ax = abs(x)
-    if ax >= 1e9:
-        return f"{x / 1e9:,.2f}B"
-    if ax >= 1e6:
-        return f"{x / 1e6:,.2f}M"
-    if ax >= 1e4:
-        return f"{x / 1e3:,.0f}k"
-    return f"{x:,.0f}"
+class Progress:
+    """A rich progress bar on stderr, shown only on a terminal and only once a run passes a second."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < 1.0 or done >= total:
+                return
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(console=console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("simulating", total=total)
+        self.bar.update(self.task, completed=done)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def print_warnings(warnings: Any, out: Console) -> None:
@@ -75,14 +94,6 @@ def print_validation(config_path: Any, export: Any, view: Any, warnings: Any) ->
         out.print("no warnings")
 
 
-def days(x: float) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:,.0f}"
-
-
-def pct(x: float) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
-
-
 def print_fit(model: Any, out_dir: Path) -> None:
     """What `fit` learned: per stage and segment the data behind each table."""
     out = console()
@@ -119,7 +130,7 @@ def print_funnel(f: dict[str, Any]) -> None:
                       ("p90 d", "right"), ("stale", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for s in f["stages"]:
-        lost = list(s["p_exit"].values())[-1]
+        lost = lost_share(s)
         table.add_row(s["stage"], f"{s['entered']:,}", f"{s['open_deals']:,}", money(s["open_amount"]),
                       pct(1.0 - lost), pct(lost), pct(s["win_rate"]), days(s["median_days"]),
                       days(s["p90_days"]), f"{s['stale_deals']:,}")
