@@ -131,7 +131,7 @@ def funnel(model: PipelineModel, snapshot: Snapshot, segment: tuple[str, ...] = 
     return _funnel.funnel(model, snapshot, segment)
 
 
-def report(*, forecast: Forecast | None = None, comparison: Comparison | None = None,
+def html_report(*, forecast: Forecast | None = None, comparison: Comparison | None = None,
            backtest: Backtest | None = None, config: Config | None = None, previous: dict[str, Any] | None = None,
            command: str = "", generated_at: str | None = None) -> str:
     """The HTML report of finished results (one self-contained page, docs/outputs.md): the forecast's

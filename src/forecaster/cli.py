@@ -156,7 +156,7 @@ def write_report(report_file: Path | None, **parts: Any) -> Path | None:
     import forecaster
     from forecaster.files import write_atomic
 
-    return write_atomic(report_file, forecaster.report(**parts))
+    return write_atomic(report_file, forecaster.html_report(**parts))
 
 
 def deliver(result: dict[str, Any], fmt: str, printer: Callable[[dict[str, Any]], None],

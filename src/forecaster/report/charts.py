@@ -66,8 +66,10 @@ def date_axis(axis: Any) -> None:
     from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 
     locator = AutoDateLocator(maxticks=8)
+    formatter = ConciseDateFormatter(locator)
+    formatter.offset_formats = ["", "%Y", "%Y", "%Y", "%Y", "%Y"]  # the year beside the axis, not "2017-Oct"
     axis.set_major_locator(locator)
-    axis.set_major_formatter(ConciseDateFormatter(locator))
+    axis.set_major_formatter(formatter)
 
 
 def percent_axis(axis: Any) -> None:
@@ -77,6 +79,17 @@ def percent_axis(axis: Any) -> None:
 
 
 _SVG_ROOT = re.compile(r"<svg\b")
+
+
+_ID = re.compile(r'\bid="([^"]+)"')
+_ID_REF = re.compile(r'(url\(#|href="#)([^)"]+)')
+
+
+def _own_ids(svg: str, chart_id: str) -> str:
+    """Every id of the SVG (and every reference to one) prefixed with the chart's id: matplotlib numbers
+    its elements from 1 in each figure, and the ids of one HTML page must be unique."""
+    svg = _ID.sub(lambda m: f'id="{chart_id}-{m.group(1)}"', svg)
+    return _ID_REF.sub(lambda m: f"{m.group(1)}{chart_id}-{m.group(2)}", svg)
 
 
 def finish(fig: Any, ax: Any, chart_id: str, title: str, xlabel: str, ylabel: str, alt: str) -> Chart:
@@ -91,6 +104,7 @@ def finish(fig: Any, ax: Any, chart_id: str, title: str, xlabel: str, ylabel: st
     fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     text = text[_SVG_ROOT.search(text).start():]
+    text = _own_ids(text, chart_id)
     title_id = f"{chart_id}-alt"
     text = _SVG_ROOT.sub(f'<svg role="img" aria-labelledby="{title_id}" class="chart-svg"', text, count=1)
     head_end = text.index(">") + 1
@@ -169,7 +183,7 @@ def fan(cumulative: dict[str, Any], quota: float | None, won_to_date: dict[str, 
                + (f"; quota {money(quota)}" if quota is not None else "") + ".")
         since_what = f"since {won_to_date['since']}" if won_to_date else "in the window"
         return finish(fig, ax, "fan", f"Cumulative won revenue {since_what}, by week", "week ending",
-                      f"cumulative won revenue ({unit(currency)})", alt)
+                      f"won revenue ({unit(currency)})", alt)
 
 
 def interval_bars(chart_id: str, title: str, rows: list[tuple[str, dict[str, float]]], currency: str | None,

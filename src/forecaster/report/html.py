@@ -170,7 +170,8 @@ def _backtest(b: dict[str, Any], rows: list[dict[str, Any]] | None, cur: str | N
 
 def _sections(data: ReportData) -> dict[str, Any]:
     s, cur = data.summary, _cur(data)
-    out: dict[str, Any] = {"currency": cur, "unit": C.unit(cur)}
+    out: dict[str, Any] = {"currency": cur, "unit": C.unit(cur), "headline": None, "histogram": None, "fan": None,
+                           "breakdowns": []}
     if s is not None:
         out["headline"] = _headline(s, data.change)
         if data.revenue_histogram:

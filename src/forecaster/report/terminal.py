@@ -155,9 +155,9 @@ def print_forecast(s: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "" else "right")
     r, d = s["revenue"], s["won_deals"]
     t.add_row("revenue", money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]))
-    t.add_row("won deals", f"{d['mean']:,.1f}", f"{d['p10']:,.0f}", f"{d['p50']:,.0f}", f"{d['p90']:,.0f}")
     nr = s["from_new_deals"]["revenue"]
     t.add_row("  of which new deals", money(nr["mean"]), money(nr["p10"]), money(nr["p50"]), money(nr["p90"]))
+    t.add_row("won deals", f"{d['mean']:,.1f}", f"{d['p10']:,.0f}", f"{d['p50']:,.0f}", f"{d['p90']:,.0f}")
     out.print(t)
     if s.get("quota") is not None:
         out.print(f"P(revenue >= quota {money(s['quota'])}) = {pct(s['p_quota'])}")
@@ -187,7 +187,7 @@ def print_compare(c: dict[str, Any]) -> None:
     out.print(f"Scenarios as of {b['as_of']} for {b['window']['start']} .. {b['window']['end']}: "
               f"{b['trials']:,} paired trials, seed {b['seed']}")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "vs baseline (95%)", "P(better)"):
+    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "mean diff [95% CI]", "P(better)"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     t.add_row(*_dist_row("baseline", b), "", "")
     for sc in c["scenarios"]:
@@ -195,11 +195,15 @@ def print_compare(c: dict[str, Any]) -> None:
         t.add_row(*_dist_row(sc["name"], sc["summary"]),
                   f"{money(d['mean'])} [{money(d['lo95'])}, {money(d['hi95'])}]", pct(sc["delta"]["p_better"]))
     out.print(t)
+    out.print("mean diff: the mean of the paired per-trial revenue differences; its 95% interval is for that mean,\n"
+              "not for one quarter's difference. P(better): share of paired trials the scenario wins more.")
 
 
 def print_plan(p: dict[str, Any]) -> None:
     out = console()
     where = f" at {p['stage']}" if p.get("stage") else ""
+    if p.get("window"):
+        out.print(f"Plan as of {p['as_of']} for the window {p['window']['start']} .. {p['window']['end']}")
     out.print(f"Plan: revenue >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever {p['lever']}{where}")
     out.print(f"({p['trials']:,} trials per evaluation, {p['evaluations']} evaluations on the same trials)")
     out.print(f"now: P(revenue >= target) = {pct(p['p_now'])}")
