@@ -31,9 +31,11 @@ START_TIMEOUT_S = 20.0
 
 
 def find_chromium() -> str | None:
-    """The Chromium executable: $FORECASTER_CHROMIUM, else chromium on the PATH, else /usr/bin/chromium."""
-    for candidate in (os.environ.get("FORECASTER_CHROMIUM"), shutil.which("chromium"),
-                      shutil.which("chromium-browser"), "/usr/bin/chromium"):
+    """The Chromium executable: $FORECASTER_CHROMIUM when set (only it), else chromium on the PATH, else
+    /usr/bin/chromium; None when there is none."""
+    chosen = os.environ.get("FORECASTER_CHROMIUM")
+    candidates = [chosen] if chosen else [shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium"]
+    for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             return candidate
     return None
