@@ -118,3 +118,11 @@ def full_report() -> ReportData:
 
 def minimal_report() -> ReportData:
     return ReportData(title="Forecast report: minimal", summary=minimal_summary(), generated_at="2025-07-01 12:00:00 UTC")
+
+
+def write_markup_crm(crm) -> Any:
+    """The conftest CRM with an open deal named <script>alert(1)</script> and a segment value <b>B</b>."""
+    from tests.conftest import DEALS, HISTORY
+
+    deals = DEALS.replace("D3,", f"{SCRIPT_DEAL},").replace(",B\n", ",<b>B</b>\n")
+    return crm.write(deals=deals, history=HISTORY.replace("D3,", f"{SCRIPT_DEAL},"))

@@ -136,3 +136,16 @@ def test_the_report_fits_a4_and_prints_on_a4_and_letter(browser, full_report):
         assert page.errors() == [] and page.requests() == [page.url]
     finally:
         page.close()
+
+
+def test_a_crm_deal_named_like_a_script_does_not_run(browser, crm, tmp_path):
+    out = tmp_path / "markup.html"
+    r = CliRunner().invoke(main, ["report", str(I.write_markup_crm(crm)), "-o", str(out), "--trials", "200"])
+    assert r.exit_code == 0, r.output
+    page = visit(browser, out)
+    try:
+        assert page.errors() == [] and page.dialogs() == [] and page.requests() == [page.url]
+        cells = page.evaluate("[...document.querySelectorAll('#deal-table tbody td:first-child')].map(c => c.textContent)")
+        assert I.SCRIPT_DEAL in cells and page.evaluate("document.scripts.length") == 0
+    finally:
+        page.close()

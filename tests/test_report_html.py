@@ -192,7 +192,10 @@ ERRORS = [
     (["forecast", "{sample}", "--csv"], "--csv: the CSV files go next to the Parquet files; give -o/--output too"),
     (["compare", "{scenarios}", "--csv"], "--csv: the CSV files go next to the Parquet files"),
     (["backtest", "{sample}", "--from", "2025-03-01", "--to", "2025-04-01", "--csv"], "--csv: the CSV files go"),
+    (["report", "{sample}", "-o", "{out}", "--as-of", "soon"], "'soon' is not a date YYYY-MM-DD"),
     (["forecast", "{sample}", "--report", "{tmp}"], "is a directory"),
+    (["compare", "{scenarios}", "--report", "{tmp}"], "is a directory"),
+    (["backtest", "{sample}", "--from", "2025-03-01", "--to", "2025-04-01", "--report", "{tmp}"], "is a directory"),
 ]
 
 
@@ -225,3 +228,14 @@ def test_terminal_output_fixes(runner, crm):
     out = runner.invoke(main, ["forecast", str(path), "--trials", "50", "--as-of", "2024-03-01"])
     assert out.exit_code == 0, out.output
     assert "product=(none)" in out.stdout and "product= " not in out.stdout
+
+
+def test_a_crm_deal_named_like_a_script_is_shown_as_text(runner, crm, tmp_path):
+    config = I.write_markup_crm(crm)
+    out = tmp_path / "markup.html"
+    r = runner.invoke(main, ["report", str(config), "-o", str(out), "--trials", "200"])
+    assert r.exit_code == 0, r.output
+    page = out.read_text()
+    assert "<script" not in page and "<b>B</b>" not in page
+    assert '<td class="text">&lt;script&gt;alert(1)&lt;/script&gt;</td>' in page
+    assert page.count("&lt;b&gt;B&lt;/b&gt;") >= 3  # deal table, segment table, segment chart
