@@ -24,8 +24,10 @@ from forecaster.analysis import backtest as _backtest
 from forecaster.analysis import compare as _compare
 from forecaster.analysis import funnel as _funnel
 from forecaster.analysis import plan as _plan
+from forecaster.analysis import report_data as _report_data
 from forecaster.analysis.forecast import Forecast, prepare, run_forecast
 from forecaster.analysis.scenarios import parse_scenarios
+from forecaster.analysis.summary import deals_table
 from forecaster.config import Config, load_config
 from forecaster.crm import Snapshot
 from forecaster.errors import ConfigError
@@ -127,3 +129,50 @@ def funnel(model: PipelineModel, snapshot: Snapshot, segment: tuple[str, ...] = 
     """Funnel metrics per stage of a model on the snapshot it was fitted on: conversion, win rate, time in
     stage, stale deals, velocity and the bottleneck; ``segment``: 'COL=VALUE' items to select."""
     return _funnel.funnel(model, snapshot, segment)
+
+
+def html_report(*, forecast: Forecast | None = None, comparison: Comparison | None = None,
+           backtest: Backtest | None = None, config: Config | None = None, previous: dict[str, Any] | None = None,
+           command: str = "", generated_at: str | None = None) -> str:
+    """The HTML report of finished results (one self-contained page, docs/outputs.md): the forecast's
+    headline, distribution, fan chart (its trials rerun with weekly periods), breakdowns, top deals and
+    funnel; the scenarios of a ``comparison``; the scores of a ``backtest``; the change since a
+    ``previous`` summary.json; provenance with the ``command`` that reproduces it. Sections without data
+    are left out. ``config``: for provenance when no forecast is given. Returns the HTML text."""
+    from forecaster.report.html import ReportData, render_report, timestamp
+
+    parts: dict[str, Any] = {}
+    summary = None
+    if forecast is not None:
+        f = forecast
+        config = config or f.config
+        summary = f.summary
+        deals = deals_table(f)
+        parts.update(revenue_histogram=_report_data.revenue_histogram(f.sim.revenue),
+                     cumulative=_report_data.cumulative_by_week(f), deals=_report_data.top_deals(deals),
+                     open_deals=deals.num_rows, segment_by=tuple(f.model.segment_by),
+                     funnel=_funnel.funnel(f.model, f.data), warnings=[w.line() for w in f.data.warnings])
+    elif comparison is not None:
+        summary = comparison.result["baseline"]
+        baseline = _report_data.scenario_revenue(comparison.trials, "baseline")
+        parts.update(revenue_histogram=_report_data.revenue_histogram(baseline),
+                     warnings=[f"warning: {k} ({n})" for k, n in summary.get("data_warnings", {}).items()])
+    if comparison is not None:
+        parts["compare"] = comparison.result
+    if backtest is not None:
+        parts.update(backtest=backtest.summary, backtest_rows=backtest.rows)
+    if previous is not None and summary is not None:
+        parts["change"] = _report_data.change_since(previous, summary)
+    prov: dict[str, Any] = {"command": command, "version": (summary or {}).get("version")}
+    if config is not None:
+        prov.update(config=str(config.path) if config.path else None, config_sha256=config.sha256)
+    if summary is not None:
+        prov.update(data_fingerprint=summary.get("data_fingerprint"), seed=summary["seed"], trials=summary["trials"])
+    if prov["version"] is None:
+        from forecaster._version import __version__
+
+        prov["version"] = __version__
+    name = config.path.name if config is not None and config.path else "forecast"
+    kind = "Forecast" if summary is not None else "Backtest"
+    return render_report(ReportData(title=f"{kind} report: {name}", summary=summary, provenance=prov,
+                                    generated_at=generated_at or timestamp(), **parts))

@@ -110,3 +110,9 @@ def period_bounds(start: dt.date, end: dt.date, period: str) -> list[tuple[dt.da
         out.append((cur, last))
         cur = last + dt.timedelta(days=1)
     return out
+
+
+def quarter_start(d: dt.date) -> dt.date:
+    """First day of the calendar quarter that contains d."""
+    return dt.date(d.year, (d.month - 1) // 3 * 3 + 1, 1)
+

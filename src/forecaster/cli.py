@@ -130,15 +130,46 @@ def format_option(f: Callable[..., Any]) -> Callable[..., Any]:
                         show_default=True, help="Terminal table, or exactly one JSON object on stdout.")(f)
 
 
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--report FILE and --csv, shared by forecast, compare and backtest."""
+    f = click.option("--csv", "csv", is_flag=True, help="Also write a CSV copy next to each Parquet file (needs -o).")(f)
+    return click.option("--report", "report_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Also write the HTML report here (one file that opens offline).")(f)
+
+
+def check_csv(csv: bool, out_dir: Path | None) -> None:
+    if csv and out_dir is None:
+        raise ConfigError("--csv: the CSV files go next to the Parquet files; give -o/--output too")
+
+
+def command_line(*args: Any) -> str:
+    """The shell command that reproduces a run (its resolved as-of, window, trials and seed)."""
+    import shlex
+
+    return shlex.join(["forecaster", *[str(a) for a in args if a is not None]])
+
+
+def write_report(report_file: Path | None, **parts: Any) -> Path | None:
+    """Render the HTML report of finished results (forecaster.api.report) and write it atomically."""
+    if report_file is None:
+        return None
+    import forecaster
+    from forecaster.files import write_atomic
+
+    return write_atomic(report_file, forecaster.html_report(**parts))
+
+
 def deliver(result: dict[str, Any], fmt: str, printer: Callable[[dict[str, Any]], None],
-            out_dir: Path | None = None, json_name: str = "", table: Any = None, table_name: str = "") -> None:
+            out_dir: Path | None = None, json_name: str = "", table: Any = None, table_name: str = "",
+            csv: bool = False) -> None:
     """Write the result (JSON, and a Parquet table when given) into out_dir atomically, then print it:
     exactly one JSON object with --format json, else the table."""
     from forecaster.files import dumps
     from forecaster.report.outputs import write_result
 
     if out_dir is not None:
-        write_result(Path(out_dir), json_name, result, table, table_name)
+        currency = result.get("currency", result.get("baseline", {}).get("currency"))
+        write_result(Path(out_dir), json_name, result, table, table_name, csv, currency)
     if fmt == "json":
         click.echo(dumps(result))
     else:
@@ -204,42 +235,6 @@ def funnel(config: Path, as_of: dt.date | None, segment: tuple[str, ...], fmt: s
     deliver(result, fmt, print_funnel)
 
 
-class _Progress:
-    """A rich progress bar on stderr, shown only on a terminal and only once a run passes a second."""
-
-    def __init__(self, quiet: bool):
-        import time
-
-        self.enabled = not quiet and sys.stderr.isatty()
-        self.t0 = time.perf_counter()
-        self.bar = None
-        self.task = None
-
-    def __call__(self, done: int, total: int) -> None:
-        import time
-
-        if not self.enabled:
-            return
-        if self.bar is None:
-            if time.perf_counter() - self.t0 < 1.0 or done >= total:
-                return
-            from rich.progress import Progress
-
-            from forecaster.report.terminal import console
-
-            self.bar = Progress(console=console(stderr=True), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task("simulating", total=total)
-        self.bar.update(self.task, completed=done)
-        if done >= total:
-            self.close()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-
 def say_if_compiling(quiet: bool) -> None:
     """On a terminal, say so before a run that must first compile the kernels (no frozen progress bar)."""
     from forecaster.sim import kernels_compiled
@@ -249,29 +244,41 @@ def say_if_compiling(quiet: bool) -> None:
         click.echo(f"compiling the simulation kernels (first run only, ~{COLD_COMPILE_S} s)", err=True)
 
 
-def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: str, quiet: bool) -> None:
+def forecast_command(name: str, config: Path, s: dict[str, Any], *extra: Any) -> str:
+    """`forecaster forecast` (or report) with the run's resolved as-of, window, trials and seed."""
+    w = s["window"]
+    return command_line(name, config, "--as-of", s["as_of"], "--start", w["start"], "--end", w["end"],
+                        "--trials", s["trials"], "--seed", s["seed"], *extra)
+
+
+def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: str, quiet: bool,
+                   report_file: Path | None = None, csv: bool = False, config_path: Path | None = None) -> None:
     import forecaster
-    from forecaster.analysis.summary import deals_table, trials_table
+    from forecaster.analysis.report_data import forecast_tables
     from forecaster.config import dump_config
     from forecaster.files import dumps
     from forecaster.report.outputs import write_forecast
-    from forecaster.report.terminal import print_forecast
+    from forecaster.report.terminal import Progress, print_forecast
 
     say_if_compiling(quiet or fmt == "json")
-    bar = _Progress(quiet)
+    bar = Progress(quiet)
     try:
         result = forecaster.forecast(cfg, model_dir=model_dir, progress=bar)
     finally:
         bar.close()
+    written = []
     if out_dir is not None:
-        write_forecast(out_dir, result.summary, trials_table(result.sim, result.summary), deals_table(result),
-                       dump_config(result.config))
+        files = write_forecast(out_dir, result.summary, forecast_tables(result), dump_config(result.config), csv)
+        written.append(f"{out_dir}/ ({', '.join(p.name for p in files)})")
+    if write_report(report_file, forecast=result,
+                    command=forecast_command("forecast", config_path or cfg.path, result.summary)):
+        written.append(str(report_file))
     if fmt == "json":
         click.echo(dumps(result.summary))
     elif not quiet:
         print_forecast(result.summary)
-        if out_dir is not None:
-            click.echo(f"wrote {out_dir}/summary.json, trials.parquet, deals.parquet, config.resolved.yaml")
+        for line in written:
+            click.echo(f"wrote {line}")
 
 
 @main.command()
@@ -287,25 +294,33 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
               help="Reuse a model written by `forecaster fit` instead of fitting again.")
 @format_option
 @click.option("--quiet", is_flag=True, help="No table and no progress bar (JSON with --format json still prints).")
+@output_options
 @handles_errors
 def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int | None, as_of: dt.date | None,
-             start: dt.date | None, end: dt.date | None, model_dir: Path | None, fmt: str, quiet: bool) -> None:
+             start: dt.date | None, end: dt.date | None, model_dir: Path | None, fmt: str, quiet: bool,
+             report_file: Path | None, csv: bool) -> None:
     """Forecast revenue and won deals in a window, as distributions.
 
     Simulates every open deal from its current stage and age, and new deals arriving in the window,
     through the fitted stage model. Flags override the config.
 
     \b
-    Example:  forecaster forecast configs/example.yaml --trials 20000 -o out/
+    Example:  forecaster forecast configs/example.yaml --trials 20000 -o out/ --report out/report.html
     """
+    cfg = checked_config(config, trials=trials, seed=seed, as_of=as_of, start=start, end=end)
+    check_csv(csv, out_dir)
+    run_and_report(cfg, out_dir, model_dir, fmt, quiet, report_file, csv, config)
+
+
+def checked_config(config: Path, **forecast: Any) -> Any:
+    """The config with the forecast flags over it, its window checked."""
     from forecaster.config import check_window, load_config
     from forecaster.errors import Problems
 
-    cfg = load_config(config).with_forecast(trials=trials, seed=seed, as_of=as_of, start=start, end=end)
-    problems = Problems(ConfigError)
+    cfg, problems = load_config(config).with_forecast(**forecast), Problems(ConfigError)
     check_window(cfg.forecast, problems)
     problems.raise_if_any()
-    run_and_report(cfg, out_dir, model_dir, fmt, quiet)
+    return cfg
 
 
 @main.command()
@@ -314,8 +329,10 @@ def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int |
               help="Write compare.json and compare_trials.parquet (per-trial results of every scenario) here.")
 @click.option("--trials", type=click.IntRange(min=2), default=None, help="Monte Carlo trials (default: the config's).")
 @format_option
+@output_options
 @handles_errors
-def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str) -> None:
+def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str, report_file: Path | None,
+            csv: bool) -> None:
     """Compare the scenarios of the config with the baseline, on common random numbers.
 
     Every scenario runs the same trials with the same seed, so each deal sees the same luck in every
@@ -330,10 +347,13 @@ def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str) ->
     from forecaster.report.terminal import print_compare
 
     cfg = forecaster.load_config(config).with_forecast(trials=trials)
+    check_csv(csv, out_dir)
     say_if_compiling(fmt == "json")
     comparison = forecaster.compare(cfg)
+    write_report(report_file, comparison=comparison, config=cfg,
+                 command=command_line("compare", config, "--trials", comparison.result["baseline"]["trials"]))
     deliver(comparison.result, fmt, print_compare, out_dir, "compare.json", comparison.trials,
-            "compare_trials.parquet")
+            "compare_trials.parquet", csv)
 
 
 @main.command()
@@ -382,9 +402,11 @@ def plan(config: Path, target: float, confidence: float, lever: str, stage: str 
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write backtest.parquet (one row per cutoff, method and target) and backtest.json here.")
 @format_option
+@output_options
 @handles_errors
 def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str, trials: int | None,
-             parameter_uncertainty: bool | None, out_dir: Path | None, fmt: str) -> None:
+             parameter_uncertainty: bool | None, out_dir: Path | None, fmt: str, report_file: Path | None,
+             csv: bool) -> None:
     """Score past forecasts against what really happened (rolling origin, no leakage).
 
     For each cutoff the model and pipeline are rebuilt as of that date from the same export, the window
@@ -399,9 +421,68 @@ def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str
     from forecaster.report.terminal import print_backtest
 
     cfg = forecaster.load_config(config).with_forecast(trials=trials, parameter_uncertainty=parameter_uncertainty)
+    check_csv(csv, out_dir)
     say_if_compiling(fmt == "json")
     result = forecaster.backtest(cfg, start, end, every=every, window=window)
-    deliver(result.summary, fmt, print_backtest, out_dir, "backtest.json", result.table(), "backtest.parquet")
+    write_report(report_file, backtest=result, config=cfg,
+                 command=command_line("backtest", config, "--from", start, "--to", end, "--every", every,
+                                      "--window", window, "--trials", result.summary["trials"]))
+    deliver(result.summary, fmt, print_backtest, out_dir, "backtest.json", result.table(), "backtest.parquet", csv)
+
+
+class DateRange(click.ParamType):
+    name = "FROM:TO"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[dt.date, dt.date]:
+        try:
+            first, last = (dt.date.fromisoformat(p.strip()) for p in str(value).split(":"))
+        except ValueError:
+            self.fail(f"'{value}' is not FROM:TO, two dates YYYY-MM-DD like 2025-01-01:2025-06-01", param, ctx)
+        if last < first:
+            self.fail(f"'{value}': TO {last} is before FROM {first}", param, ctx)
+        return first, last
+
+
+@main.command()
+@config_argument
+@click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The HTML file to write (one file: inline charts and styles, no network).")
+@click.option("--compare", "with_compare", is_flag=True,
+              help="Add the config's scenarios against the baseline (as `forecaster compare`).")
+@click.option("--backtest", "backtest_range", type=DateRange(), default=None,
+              help="Add a backtest with monthly cutoffs FROM:TO and quarter windows, e.g. 2025-01-01:2025-04-01.")
+@click.option("--previous", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="summary.json of an earlier run: the headline shows the change since it.")
+@click.option("--trials", type=click.IntRange(min=10), default=None, help="Monte Carlo trials (default: the config's).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (same seed, same report).")
+@as_of_option
+@handles_errors
+def report(config: Path, out_file: Path, with_compare: bool, backtest_range: tuple[dt.date, dt.date] | None,
+           previous: Path | None, trials: int | None, seed: int | None, as_of: dt.date | None) -> None:
+    """Write the report a revenue team opens: one HTML file with charts that opens offline.
+
+    Headline (P10/P50/P90, P(quota), won so far this quarter, change since --previous), distribution,
+    revenue by week, periods and groups, the deals that carry the forecast, the funnel; with --compare
+    the scenarios, with --backtest the scores (docs/outputs.md). Same seed: the same file but its timestamp.
+
+    \b
+    Example:  forecaster report configs/scenarios.yaml -o report.html --compare --backtest 2025-03-01:2025-05-01
+    """
+    import forecaster
+    from forecaster.analysis.report_data import load_previous
+
+    prev = load_previous(previous) if previous is not None else None
+    cfg = checked_config(config, trials=trials, seed=seed, as_of=as_of)
+    if with_compare and not cfg.scenarios:
+        raise ConfigError(f"--compare: {config} has no scenarios (add a 'scenarios:' list; see configs/scenarios.yaml)")
+    say_if_compiling(False)
+    result = forecaster.forecast(cfg)
+    comparison = forecaster.compare(cfg) if with_compare else None
+    bt = forecaster.backtest(cfg, *backtest_range) if backtest_range else None
+    extra = ["--compare"] * with_compare + (["--backtest", ":".join(map(str, backtest_range))] if bt else [])
+    write_report(out_file, forecast=result, comparison=comparison, backtest=bt, previous=prev,
+                 command=forecast_command("report", config, result.summary, "-o", out_file, *extra))
+    click.echo(f"wrote {out_file}")
 
 
 def sample_config() -> Path:
@@ -430,7 +511,8 @@ def demo() -> None:
     print_validation(cfg.path, snap.export, pipeline_view(snap, cfg.segment_by), snap.warnings)
     click.echo("")
     run_and_report(cfg, None, None, "table", False)
-    click.echo("\nNext: `forecaster funnel CONFIG` for conversion and time in stage;\n"
+    click.echo("\nNext: `forecaster report CONFIG -o report.html` for a report with charts to share;\n"
+               "      `forecaster funnel CONFIG` for conversion and time in stage;\n"
                "      `forecaster forecast CONFIG -o OUT` for files; your own data: docs/data.md")
 
 

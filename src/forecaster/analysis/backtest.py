@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from forecaster.analysis import scores
+from forecaster.analysis.actuals import actuals
 from forecaster.analysis.forecast import prepare, simulate_base, simulate_forecast
 from forecaster.calendar import step, to_date, to_day, window_end
 from forecaster.config import Config
@@ -52,12 +53,6 @@ def cutoffs(start: dt.date, end: dt.date, every: str) -> list[dt.date]:
         out.append(d)
         d = step(d, every)
     return out
-
-
-def actuals(full: CRMData, first: dt.date, last: dt.date) -> tuple[float, int]:
-    """Won revenue and won deals with a close date in [first, last], from the full export."""
-    won = (full.status == WON) & (full.closed >= to_day(first)) & (full.closed <= to_day(last))
-    return float(full.amount[won].sum()), int(won.sum())
 
 
 def weighted_pipeline(snap: Snapshot) -> tuple[float, float]:

@@ -39,6 +39,7 @@ class Forecast:
     cell: np.ndarray
     age: np.ndarray
     summary: dict[str, Any]
+    base: Base | None = None  # the prepared inputs (a report reruns its trials with weekly periods)
 
 
 def resolve_window(config: Config, as_of: dt.date) -> tuple[dt.date, dt.date]:
@@ -188,4 +189,4 @@ def run_forecast(config: Config, *, model_dir: Path | None = None,
     summary["timing"] = {**base.timing, "simulate_s": t_simulated - t_prepared,
                          "total_s": time.perf_counter() - t_start}
     d = base.deals
-    return Forecast(base.config, base.data, base.model, sim, base.open_idx, d.cell, d.age, summary)
+    return Forecast(base.config, base.data, base.model, sim, base.open_idx, d.cell, d.age, summary, base)

@@ -146,6 +146,8 @@ def explain(base: Base, result: dict[str, Any]) -> dict[str, Any]:
                 "deals_needed": wins_needed / s["win_rate"] if s["win_rate"] > 0 else None}
                for s in f["stages"]]
     result = dict(result)
+    result["as_of"] = base.as_of.isoformat()
+    result["window"] = {"start": base.start.isoformat(), "end": base.end.isoformat()}
     result["answer"] = lines
     result["reverse_funnel"] = {"avg_won_amount": avg_won, "wins_needed": wins_needed, "stages": reverse}
     return result

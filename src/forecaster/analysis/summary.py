@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from forecaster._version import __version__
+from forecaster.analysis.actuals import won_to_date
 
 QUANTILES = {"p5": 0.05, "p10": 0.10, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p90": 0.90, "p95": 0.95}
 
@@ -78,6 +79,8 @@ def summarize_base(base: Any, sim: Any, deals: Any = None) -> dict[str, Any]:
     summary["config_sha256"] = base.config.sha256
     summary["version"] = __version__
     summary["data_warnings"] = base.data.warning_counts()
+    summary["data_fingerprint"] = base.data.fingerprint
+    summary["won_to_date"] = won_to_date(base.data, base.as_of, base.start)
     return summary
 
 
@@ -112,7 +115,17 @@ def deals_table(f: Any) -> pa.Table:
     cols.update({
         "p_win": sim.deal_p_win,
         "p_lost": sim.deal_p_lost,
+        "p_open": (sim.n_trials - sim.deal_won_trials - sim.deal_lost_trials) / sim.n_trials,
         "expected_revenue": sim.deal_p_win * amount,
         "median_close_date": pa.array([d if m >= 0 else None for d, m in zip(med_dates, med.tolist())], pa.date32()),
     })
+    cols.update(deal_p_win_by_period(sim, f.summary["periods"]))
     return pa.table(cols)
+
+
+def deal_p_win_by_period(sim: Any, periods: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """``p_win_by_period_<start>`` float64 [n] per period: the share of trials in which each open deal is
+    won inside that period (they add up to p_win), from the per-deal histograms of win days."""
+    bounds = np.asarray(sim.period_start) - sim.start_off
+    won_by_period = np.add.reduceat(sim.deal_win_hist, bounds[:-1], axis=1)
+    return {f"p_win_by_period_{p['start']}": won_by_period[:, i] / sim.n_trials for i, p in enumerate(periods)}

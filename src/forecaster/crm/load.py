@@ -201,7 +201,7 @@ def _attributes(config: Config, c: Collector, d: _Deals) -> pa.Table:
     attr_names = [n for n in d.table.column_names if n not in contract_cols]
     kept_t = d.table.filter(pa.array(d.keep))
     attrs = pa.table(
-        {n: as_strings(kept_t[n].combine_chunks()).fill_null(MISSING_ATTR) for n in attr_names}
+        {n: blank_to_null(as_strings(kept_t[n].combine_chunks())).fill_null(MISSING_ATTR) for n in attr_names}
     ) if attr_names else pa.table({"__row": pa.array(np.zeros(int(d.keep.sum()), np.int8))}).drop(["__row"])
     for name in config.segment_by:
         if name not in d.table.column_names:

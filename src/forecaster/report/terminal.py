@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import math
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from forecaster.calendar import to_date
+from forecaster.report.format import days, lost_share, money, pct
 
 
 WIDTH = 100
@@ -21,17 +23,34 @@ def console(stderr: bool = False) -> Console:
     return Console(width=WIDTH, stderr=stderr, highlight=False, soft_wrap=False)
 
 
-def money(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    ax = abs(x)
-    if ax >= 1e9:
-        return f"{x / 1e9:,.2f}B"
-    if ax >= 1e6:
-        return f"{x / 1e6:,.2f}M"
-    if ax >= 1e4:
-        return f"{x / 1e3:,.0f}k"
-    return f"{x:,.0f}"
+class Progress:
+    """A rich progress bar on stderr, shown only on a terminal and only once a run passes a second."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            if time.perf_counter() - self.t0 < 1.0 or done >= total:
+                return
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(console=console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("simulating", total=total)
+        self.bar.update(self.task, completed=done)
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
 
 def print_warnings(warnings: Any, out: Console) -> None:
@@ -75,14 +94,6 @@ def print_validation(config_path: Any, export: Any, view: Any, warnings: Any) ->
         out.print("no warnings")
 
 
-def days(x: float) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{x:,.0f}"
-
-
-def pct(x: float) -> str:
-    return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
-
-
 def print_fit(model: Any, out_dir: Path) -> None:
     """What `fit` learned: per stage and segment the data behind each table."""
     out = console()
@@ -119,7 +130,7 @@ def print_funnel(f: dict[str, Any]) -> None:
                       ("p90 d", "right"), ("stale", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for s in f["stages"]:
-        lost = list(s["p_exit"].values())[-1]
+        lost = lost_share(s)
         table.add_row(s["stage"], f"{s['entered']:,}", f"{s['open_deals']:,}", money(s["open_amount"]),
                       pct(1.0 - lost), pct(lost), pct(s["win_rate"]), days(s["median_days"]),
                       days(s["p90_days"]), f"{s['stale_deals']:,}")
@@ -144,9 +155,9 @@ def print_forecast(s: dict[str, Any]) -> None:
         t.add_column(col, justify="left" if col == "" else "right")
     r, d = s["revenue"], s["won_deals"]
     t.add_row("revenue", money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]))
-    t.add_row("won deals", f"{d['mean']:,.1f}", f"{d['p10']:,.0f}", f"{d['p50']:,.0f}", f"{d['p90']:,.0f}")
     nr = s["from_new_deals"]["revenue"]
     t.add_row("  of which new deals", money(nr["mean"]), money(nr["p10"]), money(nr["p50"]), money(nr["p90"]))
+    t.add_row("won deals", f"{d['mean']:,.1f}", f"{d['p10']:,.0f}", f"{d['p50']:,.0f}", f"{d['p90']:,.0f}")
     out.print(t)
     if s.get("quota") is not None:
         out.print(f"P(revenue >= quota {money(s['quota'])}) = {pct(s['p_quota'])}")
@@ -176,7 +187,7 @@ def print_compare(c: dict[str, Any]) -> None:
     out.print(f"Scenarios as of {b['as_of']} for {b['window']['start']} .. {b['window']['end']}: "
               f"{b['trials']:,} paired trials, seed {b['seed']}")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "vs baseline (95%)", "P(better)"):
+    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "mean diff [95% CI]", "P(better)"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     t.add_row(*_dist_row("baseline", b), "", "")
     for sc in c["scenarios"]:
@@ -184,11 +195,15 @@ def print_compare(c: dict[str, Any]) -> None:
         t.add_row(*_dist_row(sc["name"], sc["summary"]),
                   f"{money(d['mean'])} [{money(d['lo95'])}, {money(d['hi95'])}]", pct(sc["delta"]["p_better"]))
     out.print(t)
+    out.print("mean diff: the mean of the paired per-trial revenue differences; its 95% interval is for that mean,\n"
+              "not for one quarter's difference. P(better): share of paired trials the scenario wins more.")
 
 
 def print_plan(p: dict[str, Any]) -> None:
     out = console()
     where = f" at {p['stage']}" if p.get("stage") else ""
+    if p.get("window"):
+        out.print(f"Plan as of {p['as_of']} for the window {p['window']['start']} .. {p['window']['end']}")
     out.print(f"Plan: revenue >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever {p['lever']}{where}")
     out.print(f"({p['trials']:,} trials per evaluation, {p['evaluations']} evaluations on the same trials)")
     out.print(f"now: P(revenue >= target) = {pct(p['p_now'])}")
