@@ -343,3 +343,123 @@ def test_bundled_sample_is_current(tmp_path: Path, sample_dir: Path) -> None:
         assert (sample_dir / name).read_text() == (tmp_path / name).read_text(), f"{name} {stale}"
     assert sum((sample_dir / name).stat().st_size for name in FILES) < 1_000_000
     load_config(sample_dir / "forecaster.yaml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Effects of real pipelines (synth.effects)
+
+FOUR_YEARS = {"start": dt.date(2022, 1, 1), "end": dt.date(2025, 12, 31), "scale": 0.5}
+
+
+def test_quarter_end_push_delays_exactly_the_wins_it_should(tmp_path):
+    """With the push, the same deals are won (the walk's draws are untouched), none earlier; of the wins
+    that came before their quarter's last days, the pushed share is Binomial(n, share): within 4 SE."""
+    from forecaster.synth import Effects
+    from forecaster.synth.effects import quarter_last_day
+
+    plain = _make(tmp_path / "plain", seed=4, **FOUR_YEARS)
+    e = Effects(quarter_end_push=0.4, push_days=10)
+    pushed = _make(tmp_path / "push", seed=4, effects=e, **FOUR_YEARS)
+    assert pushed.truth["effects"]["quarter_end_push"] == 0.4
+    won_p = plain.status == "won"
+    # A pushed win can land after the end of the data, so it shows as open there.
+    assert np.all((pushed.status[won_p] == "won") | (pushed.status[won_p] == "open"))
+    assert not np.any(won_p[pushed.status == "won"] == False)  # noqa: E712 - no new wins
+    both = won_p & (pushed.status == "won")
+    assert np.all(pushed.closed[both] >= plain.closed[both])
+    eligible = both & (plain.closed < quarter_last_day(plain.closed) - e.push_days + 1)
+    moved = pushed.closed[eligible] > plain.closed[eligible]
+    n = int(eligible.sum())
+    assert abs(moved.mean() - 0.4) < 4 * math.sqrt(0.4 * 0.6 / n), (moved.mean(), n)
+    last = pushed.closed[eligible][moved]
+    assert np.all(quarter_last_day(last) - last < e.push_days)
+
+
+def test_crm_start_truncates_history_like_a_late_adoption(tmp_path):
+    from forecaster.synth import Effects
+
+    start = dt.date(2023, 1, 1)
+    c = _make(tmp_path, seed=5, effects=Effects(crm_start=start), **FOUR_YEARS)
+    closed = c.status != "open"
+    assert c.closed[closed].min() >= to_day(start)  # no close recorded before the CRM
+    assert c.h_day.min() == to_day(start)  # nor any stage row
+    assert (c.created < to_day(start)).any()  # but deals open then keep their creation date
+    assert c.truth["effects"]["crm_start"] == "2023-01-01"
+
+
+def test_close_dates_pushes_stale_dates_and_probabilities(tmp_path):
+    from forecaster.synth import Effects
+    from forecaster.synth.effects import STAGE_PROBABILITY
+
+    e = Effects(optimistic_close=0.5, stale_close_dates=0.3, crm_probability=True)
+    c = _make(tmp_path, seed=6, effects=e, **FOUR_YEARS)
+    exp = _days(c.deals["expected_close_at"])
+    won, lost = c.status == "won", c.status == "lost"
+    assert np.all(exp[won] == c.closed[won])  # a won deal's date is its close
+    stale = exp[lost] != c.closed[lost]
+    n = int(lost.sum())
+    assert abs(stale.mean() - 0.3) < 4 * math.sqrt(0.3 * 0.7 / n), stale.mean()
+    assert c.truth["effects"]["close_date_pushes"] > 0
+    # Every push repeats the stage of the row before it with a later date.
+    h_exp = _days(c.history["expected_close_at"])
+    same = (c.h_id[1:] == c.h_id[:-1]) & (c.h_stage[1:] == c.h_stage[:-1])
+    assert same.any() and np.all(h_exp[1:][same] > h_exp[:-1][same])
+    prob = c.deals["probability"].to_numpy()
+    open_ = c.status == "open"
+    assert np.all(prob[won] == 1.0) and np.all(prob[lost] == 0.0)
+    assert set(np.unique(prob[open_])) <= set(STAGE_PROBABILITY.values())
+    cats = np.array(c.deals["forecast_category"].to_pylist())
+    assert set(cats[won]) == {"closed"} and set(cats[lost]) == {"omitted"}
+    assert set(cats[open_]) <= {"pipeline", "best_case", "commit"}
+
+
+def test_win_drift_moves_the_odds_of_losing_as_stated(tmp_path):
+    """Prospecting spells that start in the last year against the first: the log odds ratio of losing is
+    drift x (years between their mean start days), within 4 of its standard errors."""
+    from forecaster.synth import Effects
+
+    drift = 0.3
+    c = _make(tmp_path, seed=7, effects=Effects(win_drift=drift), **FOUR_YEARS)
+    _, frm, to, entered, _ = c.spells()
+    pros = frm == "prospecting"
+    first = pros & (entered < c.start + 365)
+    last = pros & (entered >= c.end - 365 - HORIZON_GUARD)  # spells long enough to have ended by the end
+    cells = []
+    for sel in (first, last):
+        lost = int((to[sel] == "lost").sum())
+        cells.append((lost, int(sel.sum()) - lost, entered[sel].mean()))
+    (a, b, t0), (c_, d, t1) = cells
+    log_or = math.log((c_ / d) / (a / b))
+    se = math.sqrt(1 / a + 1 / b + 1 / c_ + 1 / d)
+    assert abs(log_or - drift * (t1 - t0) / 365.25) < 4 * se, (log_or, drift * (t1 - t0) / 365.25, se)
+
+
+HORIZON_GUARD = 120  # days before the end at which the last cohort stops (its prospecting spells have ended)
+
+
+def test_realistic_preset_is_recorded_and_reproducible(tmp_path):
+    from forecaster.synth import realistic
+
+    e = realistic(FOUR_YEARS["start"])
+    a = generate(tmp_path / "a", seed=8, effects=e, **FOUR_YEARS)
+    generate(tmp_path / "b", seed=8, effects=e, **FOUR_YEARS)
+    for name in FILES:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    truth = json.loads((tmp_path / "a" / "truth.json").read_text())["effects"]
+    assert truth["quarter_shock"] == e.quarter_shock and len(truth["quarter_shock_realized"]) >= 16
+    assert a["n_deals"] < generate(tmp_path / "c", seed=8, **FOUR_YEARS)["n_deals"]  # the CRM came late
+
+
+def test_generate_effect_options_from_the_cli(runner, tmp_path):
+    from forecaster.cli import main
+
+    r = runner.invoke(main, ["generate", str(tmp_path / "g"), "--start", "2024-01-01", "--end", "2024-06-30",
+                             "--scale", "0.2", "--effects", "realistic", "--win-drift", "0"])
+    assert r.exit_code == 0, r.output
+    t = json.loads((tmp_path / "g" / "truth.json").read_text())["effects"]
+    assert t["win_drift"] == 0 and t["quarter_end_push"] > 0 and t["crm_probability"] is True
+    bad = runner.invoke(main, ["generate", str(tmp_path / "h"), "--quarter-end-push", "1.5"])
+    assert bad.exit_code == 2 and "quarter-end-push must be a share in [0, 1], got 1.5" in bad.stderr
+    assert not (tmp_path / "h" / "deals.parquet").exists()
+    bad = runner.invoke(main, ["generate", str(tmp_path / "i"), "--crm-start", "2020-01-01"])
+    assert bad.exit_code == 2 and "crm-start 2020-01-01 must lie after start" in bad.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import Path
 
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq

@@ -301,3 +301,35 @@ def test_skill():
     assert scores.skill(0.8, 1.0) == pytest.approx(0.2)
     assert scores.skill(2.0, 1.0) == -1.0
     assert scores.skill(1.0, 0.0) is None
+
+
+# ---------------------------------------------------------------- deal-level scores
+
+def test_deal_scores_by_hand():
+    from forecaster.analysis import deal_scores as ds
+
+    assert ds.brier([0.2, 0.8], [0, 1]) == pytest.approx(0.04)
+    assert ds.log_loss([0.5, 0.5], [0, 1]) == pytest.approx(math.log(2))
+    assert ds.log_loss([0.0], [1]) == pytest.approx(-math.log(ds.CLIP))  # clipped, not infinite
+    # Won deals at 0.4 and 0.8 against lost ones at 0.1 and 0.4: 1 + 0.5 (tie) + 1 + 1 of 4 pairs.
+    assert ds.auc([0.1, 0.4, 0.4, 0.8], [0, 0, 1, 1]) == pytest.approx(3.5 / 4)
+    assert ds.auc([0.3, 0.6], [1, 1]) is None
+    rel = ds.reliability([0.05, 0.07, 0.55, 1.0], [0, 1, 1, 1])
+    assert [b["n"] for b in rel] == [2, 0, 0, 0, 0, 1, 0, 0, 0, 1]
+    assert rel[0]["mean_predicted"] == pytest.approx(0.06) and rel[0]["observed"] == 0.5
+    assert rel[1]["mean_predicted"] is None and rel[9]["hi"] == 1.0
+    with pytest.raises(ValueError, match="probabilities"):
+        ds.brier([1.2], [1])
+    with pytest.raises(ValueError, match="0 or 1"):
+        ds.brier([0.2], [2])
+
+
+def test_auc_equals_the_pairwise_definition():
+    from forecaster.analysis import deal_scores as ds
+
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, 5, 60) / 4
+    y = (rng.random(60) < p).astype(float)
+    pos, neg = p[y == 1], p[y == 0]
+    pairwise = np.mean([(a > b) + 0.5 * (a == b) for a in pos for b in neg])
+    assert ds.auc(p, y) == pytest.approx(pairwise)

@@ -105,19 +105,38 @@ def validate(config: Path, as_of: dt.date | None) -> None:
 @click.option("--end", type=DATE, default="2025-12-31", show_default=True, help="Last date observed (data end).")
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Volume multiplier (25 gives a history of over 1M stage rows).")
+@click.option("--effects", "preset", type=click.Choice(["none", "realistic"]), default="none", show_default=True,
+              help="What real pipelines have and the plain process does not: 'realistic' switches every effect "
+                   "below on (each can be set on its own too).")
+@click.option("--quarter-end-push", type=float, default=None, help="Share of wins delayed to the quarter's last days.")
+@click.option("--push-days", type=int, default=None, help="Last days of the quarter the pushed wins land in (10).")
+@click.option("--quarter-shock", type=float, default=None, help="SD of a per-quarter log factor on the odds of losing.")
+@click.option("--win-drift", type=float, default=None, help="Change of the log odds of losing per year.")
+@click.option("--crm-start", type=DATE, default=None, help="CRM adopted on this date: no close recorded before it.")
+@click.option("--optimistic-close", type=float, default=None,
+              help="Reps' first expected close = created + this share of the median cycle, pushed when it passes.")
+@click.option("--stale-close-dates", type=float, default=None,
+              help="Share of lost deals whose expected close date is never updated.")
+@click.option("--crm-probability/--no-crm-probability", default=None,
+              help="Write the stage's CRM probability and forecast category per deal and history row.")
 @handles_errors
-def generate(out_dir: Path, seed: int, start: dt.date, end: dt.date, scale: float) -> None:
+def generate(out_dir: Path, seed: int, start: dt.date, end: dt.date, scale: float, preset: str, **effects: Any) -> None:
     """Write a synthetic CRM export with known truth (for demos, tests and benchmarks).
 
     Writes deals.parquet, stage_history.parquet, forecaster.yaml (a config for them) and
-    truth.json (the generating parameters) into OUT_DIR.
+    truth.json (the generating parameters, the effects switched on) into OUT_DIR.
 
     \b
     Example:  forecaster generate /tmp/crm --seed 1 --scale 2
+              forecaster generate /tmp/real --effects realistic --win-drift 0.2
     """
-    from forecaster.synth import generate as gen
+    import dataclasses
 
-    summary = gen(out_dir, seed=seed, start=start, end=end, scale=scale)
+    from forecaster.synth import Effects, generate as gen, realistic
+
+    base = realistic(start, end) if preset == "realistic" else Effects()
+    chosen = dataclasses.replace(base, **{k: v for k, v in effects.items() if v is not None})
+    summary = gen(out_dir, seed=seed, start=start, end=end, scale=scale, effects=chosen)
     click.echo(
         f"wrote {out_dir}: {summary['n_deals']:,} deals ({summary['n_open']:,} open, "
         f"{summary['n_won']:,} won, {summary['n_lost']:,} lost), "
@@ -397,6 +416,7 @@ def plan(config: Path, target: float, confidence: float, lever: str, stage: str 
 @click.option("--window", default="quarter", show_default=True,
               help="Forecast window from each cutoff: a number of days like 90d, or month, or quarter.")
 @click.option("--trials", type=click.IntRange(min=10), default=None, help="Trials per forecast (default: the config's).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (default: the config's).")
 @click.option("--parameter-uncertainty/--no-parameter-uncertainty", default=None,
               help="Override forecast.parameter_uncertainty (bootstrap-refitted models per block of trials).")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -405,8 +425,8 @@ def plan(config: Path, target: float, confidence: float, lever: str, stage: str 
 @output_options
 @handles_errors
 def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str, trials: int | None,
-             parameter_uncertainty: bool | None, out_dir: Path | None, fmt: str, report_file: Path | None,
-             csv: bool) -> None:
+             seed: int | None, parameter_uncertainty: bool | None, out_dir: Path | None, fmt: str,
+             report_file: Path | None, csv: bool) -> None:
     """Score past forecasts against what really happened (rolling origin, no leakage).
 
     For each cutoff the model and pipeline are rebuilt as of that date from the same export, the window
@@ -420,7 +440,8 @@ def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str
     import forecaster
     from forecaster.report.terminal import print_backtest
 
-    cfg = forecaster.load_config(config).with_forecast(trials=trials, parameter_uncertainty=parameter_uncertainty)
+    cfg = forecaster.load_config(config).with_forecast(trials=trials, seed=seed,
+                                                       parameter_uncertainty=parameter_uncertainty)
     check_csv(csv, out_dir)
     say_if_compiling(fmt == "json")
     result = forecaster.backtest(cfg, start, end, every=every, window=window)

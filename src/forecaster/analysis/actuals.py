@@ -10,10 +10,15 @@ from forecaster.calendar import period_bounds, quarter_start, to_day
 from forecaster.crm import WON, CRMData
 
 
+def won_between(full: CRMData, first_day: int, last_day: int) -> tuple[float, int]:
+    """Won revenue and won deals with a close day in [first_day, last_day] (day numbers), from the export."""
+    won = (full.status == WON) & (full.closed >= first_day) & (full.closed <= last_day)
+    return float(full.amount[won].sum()), int(won.sum())
+
+
 def actuals(full: CRMData, first: dt.date, last: dt.date) -> tuple[float, int]:
     """Won revenue and won deals with a close date in [first, last], from the full export."""
-    won = (full.status == WON) & (full.closed >= to_day(first)) & (full.closed <= to_day(last))
-    return float(full.amount[won].sum()), int(won.sum())
+    return won_between(full, to_day(first), to_day(last))
 
 
 def won_to_date(data: CRMData, as_of: dt.date, start: dt.date) -> dict[str, Any] | None:

@@ -1,17 +1,20 @@
 """Rolling-origin backtest: forecasts as of past cutoffs, scored against what really happened.
 
 For each cutoff D (from, from + every, ..., to): the model and pipeline as of D (the as-of cut: nothing
-dated on or after D is seen), a forecast of the window [D, D + window), and the actual won revenue and
-won deals with a close date in the window, read from the same export. Methods scored the same way:
+dated on or after D is seen), a forecast of the window [D, last], and the actual won revenue and won
+deals with a close date in the window, read from the same export. Methods scored the same way:
 
 - ``forecaster``: the full model (parameter uncertainty as configured);
 - ``forecaster_no_new_deals``: open pipeline only; ``forecaster_no_age``: every open deal as if it had
   just entered its stage (no age conditioning) - so the value of each modelling choice is visible;
-- ``weighted_pipeline``: the CRM's weighted pipeline, each open deal's amount times its stage's
-  historical win rate as of D (share won among closed deals that were in that stage); a point forecast,
-  its CRPS is its absolute error;
-- ``run_rate``: won revenue in the trailing windows of the same length before D, as an empirical
-  distribution.
+- the baselines a revenue team would otherwise use (analysis.baselines): ``weighted_pipeline``,
+  ``weighted_pipeline_all``, ``crm_forecast`` / ``crm_commit`` / ``crm_best_case`` (when the export
+  carries the reps' probabilities and categories), ``seasonal_naive``, ``run_rate`` and ``ets``.
+
+Per deal open at D: its predicted P(won inside the window) by the forecaster, by the stage win rate and by
+the CRM's probability (the last two: for deals expected to close in the window, else 0), against whether
+it was (analysis.deal_scores). Windows that end after the data's last date are left out (their outcome is
+not known yet) and counted; a cutoff whose forecast fails is reported with its error.
 """
 
 from __future__ import annotations
@@ -19,22 +22,21 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-import pyarrow as pa
 
-from forecaster.analysis import scores
+from forecaster.analysis import baselines, scores
 from forecaster.analysis.actuals import actuals
-from forecaster.analysis.forecast import prepare, simulate_base, simulate_forecast
+from forecaster.analysis.backtest_summary import rows_table, summarize_backtest
+from forecaster.analysis.forecast import Base, prepare, simulate_base, simulate_forecast
 from forecaster.calendar import step, to_date, to_day, window_end
 from forecaster.config import Config
-from forecaster.crm import OPEN, WON, CRMData, Snapshot, load
+from forecaster.crm import WON, CRMData, load
 from forecaster.errors import ConfigError, ForecasterError
 
-METHODS = ("forecaster", "forecaster_no_new_deals", "forecaster_no_age", "weighted_pipeline", "run_rate")
 TARGETS = ("revenue", "won_deals")
-RUN_RATE_WINDOWS = 8  # trailing windows at most (two years of quarters)
 
 
 def window_last_day(d: dt.date, window: str) -> dt.date:
@@ -53,35 +55,6 @@ def cutoffs(start: dt.date, end: dt.date, every: str) -> list[dt.date]:
         out.append(d)
         d = step(d, every)
     return out
-
-
-def weighted_pipeline(snap: Snapshot) -> tuple[float, float]:
-    """Each open deal's amount (and 1 deal) times its stage's historical win rate as of the cut."""
-    n_s = len(snap.stages)
-    closed = snap.status[snap.h_deal] != OPEN
-    pairs = np.unique(snap.h_deal[closed].astype(np.int64) * n_s + snap.h_stage[closed])
-    deal, stage = pairs // n_s, pairs % n_s
-    won = snap.status[deal] == WON
-    rate = np.bincount(stage, weights=won, minlength=n_s) / np.maximum(np.bincount(stage, minlength=n_s), 1)
-    cur = snap.stage_now
-    is_open = snap.status == OPEN
-    p = rate[cur[is_open]]
-    return float((snap.amount[is_open] * p).sum()), float(p.sum())
-
-
-def run_rate(full: CRMData, d: dt.date, last: dt.date) -> tuple[np.ndarray, np.ndarray]:
-    """Won revenue and deals in the trailing windows of the same length before d (not before the data)."""
-    length = (last - d).days + 1
-    first_day = int(full.created.min())
-    rev, wins = [], []
-    for k in range(1, RUN_RATE_WINDOWS + 1):
-        lo = to_day(d) - k * length
-        if lo < first_day:
-            break
-        r, w = actuals(full, to_date(lo), to_date(lo + length - 1))
-        rev.append(r)
-        wins.append(w)
-    return np.asarray(rev, float), np.asarray(wins, float)
 
 
 def _score_rows(cutoff: dt.date, method: str, target: str, sample: np.ndarray | None, point: float | None,
@@ -104,96 +77,124 @@ def _score_rows(cutoff: dt.date, method: str, target: str, sample: np.ndarray | 
     return row
 
 
+@dataclass
+class DealRecords:
+    """Per deal open at a cutoff, pooled over cutoffs: the outcome (1 won inside the window) and each
+    method's predicted probability (NaN where a method has none for that deal)."""
+
+    won: list[np.ndarray] = field(default_factory=list)
+    p: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def add(self, won: np.ndarray, predictions: dict[str, np.ndarray | None]) -> None:
+        self.won.append(won.astype(np.float64))
+        for name, p in predictions.items():
+            self.p.setdefault(name, [])
+            self.p[name].append(np.full(len(won), np.nan) if p is None else np.asarray(p, np.float64))
+
+    def arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        won = np.concatenate(self.won) if self.won else np.zeros(0)
+        return won, {k: np.concatenate(v) for k, v in self.p.items()}
+
+
+def _forecaster_rows(d: dt.date, base: Base, y_rev: float, y_won: int) -> tuple[list[dict[str, Any]], Any]:
+    sims = {"forecaster": simulate_forecast(base),
+            "forecaster_no_new_deals": simulate_base(base, arrivals=None),
+            "forecaster_no_age": simulate_base(base, deals=dataclasses.replace(
+                base.deals, age=np.zeros_like(base.deals.age)))}
+    rows = []
+    for method, sim in sims.items():
+        rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))
+        rows.append(_score_rows(d, method, "won_deals", sim.won_deals.astype(float), None, y_won))
+    return rows, sims["forecaster"]
+
+
+def _baseline_rows(d: dt.date, last: dt.date, base: Base, full: CRMData, y_rev: float, y_won: int,
+                   start_day: int) -> tuple[list[dict[str, Any]], baselines.PipelineView]:
+    view = baselines.pipeline_view(base.data)  # the export as of d, cut once by prepare
+    rows = []
+
+    def point(method: str, rev: float | None, won: float | None) -> None:
+        rows.append(_score_rows(d, method, "revenue", None, rev, y_rev))
+        rows.append(_score_rows(d, method, "won_deals", None, won, y_won))
+
+    def dist(method: str, rev: np.ndarray | None, won: np.ndarray | None) -> None:
+        rows.append(_score_rows(d, method, "revenue", rev, None, y_rev))
+        rows.append(_score_rows(d, method, "won_deals", won, None, y_won))
+
+    point("weighted_pipeline", *baselines.weighted_pipeline(view, d, last))
+    point("weighted_pipeline_all", *baselines.weighted_pipeline_all(view))
+    crm = baselines.crm_forecast(base.data, view, d, last)
+    if crm is not None:
+        point("crm_forecast", crm["revenue"], crm["won_deals"])
+        if "commit_revenue" in crm:
+            point("crm_commit", crm["commit_revenue"], crm["commit_deals"])
+            point("crm_best_case", crm["best_case_revenue"], crm["best_case_deals"])
+    sn = baselines.seasonal_naive(full, d, last, start_day)
+    point("seasonal_naive", *(sn[:2] if sn is not None else (None, None)))
+    rr_rev, rr_won = baselines.run_rate(full, d, last, start_day)
+    dist("run_rate", rr_rev if len(rr_rev) else None, rr_won if len(rr_won) else None)
+    s_rev, s_won = baselines.block_series(full, d, last, start_day)
+    per_year = baselines.blocks_per_year(d, last)
+    dist("ets", baselines.ets_sample(s_rev, per_year), baselines.ets_sample(s_won, per_year))
+    return rows, view
+
+
+def _deal_predictions(d: dt.date, last: dt.date, base: Base, sim: Any, view: baselines.PipelineView,
+                      full: CRMData) -> tuple[np.ndarray, dict[str, np.ndarray | None]]:
+    """Outcome and each method's P(won inside the window) for the deals open at d."""
+    # The cut keeps the deals created before d in export order, so snapshot index i is the i-th of them.
+    full_idx = np.flatnonzero(full.created < to_day(d))[base.open_idx]
+    won = (full.status[full_idx] == WON) & (full.closed[full_idx] >= to_day(d)) & (full.closed[full_idx] <= to_day(last))
+    due = baselines.in_window(view, d, last)
+    crm_p = baselines.crm_probabilities(base.data, view)
+    predictions = {"forecaster": sim.deal_p_win, "stage_win_rate": view.win_rate * due,
+                   "crm_probability": None if crm_p is None else np.where(np.isfinite(crm_p), crm_p * due, np.nan)}
+    return won, predictions
+
+
 def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month", window: str = "quarter",
              progress: Callable[[dt.date], None] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows (one per cutoff, method and target) and the summary (layout of backtest.json)."""
     full = load(config)
     data_end = to_date(full.last_day())
+    start_day = baselines.history_start(full)
     rows: list[dict[str, Any]] = []
+    deals = DealRecords()
     t0 = time.perf_counter()
-    used = []
+    used, failed, after_end = [], [], []
     for d in cutoffs(start, end, every):
         last = window_last_day(d, window)
         if last > data_end:
-            continue  # the outcome is not fully known yet
-        cfg = config.with_forecast(as_of=d, start=d, end=last)
+            after_end.append(d)  # the outcome is not fully known yet
+            continue
         try:
-            base = prepare(cfg, full=full)
-        except ForecasterError:  # e.g. a cutoff before the first deal
+            base = prepare(config.with_forecast(as_of=d, start=d, end=last), full=full)
+        except ForecasterError as e:
+            failed.append({"cutoff": d.isoformat(), "error": " / ".join(e.problems)})
             continue
         if progress is not None:
             progress(d)
         used.append(d)
         y_rev, y_won = actuals(full, d, last)
-        sims = {"forecaster": simulate_forecast(base),
-                "forecaster_no_new_deals": simulate_base(base, arrivals=None),
-                "forecaster_no_age": simulate_base(base, deals=dataclasses.replace(
-                    base.deals, age=np.zeros_like(base.deals.age)))}
-        for method, sim in sims.items():
-            rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))
-            rows.append(_score_rows(d, method, "won_deals", sim.won_deals.astype(float), None, y_won))
-        wp_rev, wp_won = weighted_pipeline(base.data)  # the export as of d, cut once by prepare
-        rows.append(_score_rows(d, "weighted_pipeline", "revenue", None, wp_rev, y_rev))
-        rows.append(_score_rows(d, "weighted_pipeline", "won_deals", None, wp_won, y_won))
-        rr_rev, rr_won = run_rate(full, d, last)
-        rows.append(_score_rows(d, "run_rate", "revenue", rr_rev if len(rr_rev) else None, None, y_rev))
-        rows.append(_score_rows(d, "run_rate", "won_deals", rr_won if len(rr_won) else None, None, y_won))
+        f_rows, sim = _forecaster_rows(d, base, y_rev, y_won)
+        b_rows, view = _baseline_rows(d, last, base, full, y_rev, y_won, start_day)
+        rows += f_rows + b_rows
+        deals.add(*_deal_predictions(d, last, base, sim, view, full))
     if not used:
+        why = f"; failed: {failed[0]['cutoff']}: {failed[0]['error']}" if failed else ""
         raise ConfigError(f"backtest: no cutoff between {start} and {end} has a fitted model and a complete "
-                          f"window before the data ends ({data_end})")
-    summary = summarize_backtest(rows, window)
+                          f"window before the data ends ({data_end}){why}")
+    summary = summarize_backtest(rows, window, *deals.arrays())
     summary["cutoff_dates"] = [u.isoformat() for u in used]
+    summary["left_out"] = {"after_data_end": len(after_end), "data_end": data_end.isoformat(),
+                           "reason": "the window ends after the data's last date, so its outcome is not known yet"}
+    summary["failed_cutoffs"] = failed
     summary["elapsed_s"] = time.perf_counter() - t0
+    summary["every"] = every
     summary["trials"] = config.forecast.trials
+    summary["seed"] = config.forecast.seed
     summary["parameter_uncertainty"] = config.forecast.parameter_uncertainty
     return rows, summary
 
 
-def _method_block(rs: list[dict[str, Any]]) -> dict[str, Any]:
-    scored = [r for r in rs if r["crps"] is not None]
-    out: dict[str, Any] = {"cutoffs": len(scored)}
-    if not scored:
-        return {**out, "coverage_80": None, "coverage_90": None, "crps": None, "pinball_50": None, "bias": None,
-                "wape": None, "mape": None}
-    ys = np.array([r["actual"] for r in scored], float)
-    med = np.array([r["p50"] for r in scored], float)
-    out.update(crps=float(np.mean([r["crps"] for r in scored])),
-               pinball_50=float(np.mean([r["pinball_50"] for r in scored])),
-               bias=scores.bias(med, ys), wape=scores.wape(med, ys), mape=scores.mape(med, ys))
-    if scored[0]["p10"] is not None:
-        for key, lo, hi, nominal in (("coverage_80", "p10", "p90", 0.8), ("coverage_90", "p5", "p95", 0.9)):
-            c = scores.coverage(np.array([r[lo] for r in scored]), np.array([r[hi] for r in scored]), ys, nominal)
-            out[key] = c["coverage"]
-            out[key + "_interval"] = c
-        pits = np.array([r["pit"] for r in scored], float)
-        out["pit_histogram"] = scores.pit_histogram(pits)
-    else:
-        out["coverage_80"] = out["coverage_90"] = None
-    return out
-
-
-def summarize_backtest(rows: list[dict[str, Any]], window: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"window": window}
-    for target in TARGETS:
-        methods = {}
-        for m in METHODS:
-            rs = [r for r in rows if r["method"] == m and r["target"] == target]
-            if rs:
-                methods[m] = _method_block(rs)
-        f = methods["forecaster"]["crps"]
-        skill = {m: scores.skill(f, methods[m]["crps"]) for m in methods
-                 if m != "forecaster" and methods[m]["crps"] is not None}
-        block = {"methods": methods, "skill": skill}
-        if target == "revenue":
-            out.update(cutoffs=methods["forecaster"]["cutoffs"], target="revenue", **block)
-        else:
-            out["won_deals"] = block
-    return out
-
-
-def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
-    cols = list(rows[0].keys())
-    return pa.table({c: pa.array([r[c] for r in rows], pa.date32() if c == "cutoff" else None) for c in cols})
-
-
-__all__ = ["backtest", "cutoffs", "window_last_day", "weighted_pipeline", "run_rate", "actuals", "rows_table"]
+__all__ = ["actuals", "backtest", "cutoffs", "rows_table", "window_last_day"]

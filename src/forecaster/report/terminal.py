@@ -224,28 +224,47 @@ def print_plan(p: dict[str, Any]) -> None:
 def _fmt(x: Any, kind: str) -> str:
     if x is None:
         return "-"
-    return {"pct": pct, "money": money, "num": lambda v: f"{v:,.1f}", "ratio": lambda v: f"{v:+.0%}"}[kind](x)
+    return {"pct": pct, "money": money, "num": lambda v: f"{v:,.1f}", "num3": lambda v: f"{v:.3f}",
+            "ratio": lambda v: f"{v:+.0%}"}[kind](x)
 
 
 def print_backtest(b: dict[str, Any]) -> None:
-    """Coverage, bias and skill per method, as a revenue-ops lead reads them."""
+    """Coverage, bias and skill per method, and the deal-level scores, as a revenue-ops lead reads them."""
     out = console()
     out.print(f"Backtest: {b['cutoffs']} cutoffs ({b['cutoff_dates'][0]} .. {b['cutoff_dates'][-1]}), window "
-              f"{b['window']}, {b['trials']:,} trials each")
+              f"{b['window']}, {b['trials']:,} trials each, seed {b.get('seed', '-')}")
+    left = b.get("left_out", {})
+    if left.get("after_data_end"):
+        out.print(f"left out: {left['after_data_end']} cutoff(s) whose window ends after the data's last date "
+                  f"{left['data_end']} (outcome not known yet)")
+    for f in b.get("failed_cutoffs", []):
+        out.print(f"failed: cutoff {f['cutoff']}: {f['error']}", style="yellow")
     if b.get("parameter_uncertainty"):
         out.print("parameter uncertainty on: each block of trials uses a bootstrap-refitted model")
     for target, block, kind in (("revenue", b, "money"), ("won deals", b["won_deals"], "num")):
         t = Table(title=f"{target}: lower CRPS is better; coverage should match its nominal level",
                   title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-        for col in ("method", "P10-P90 (80%)", "P5-P95 (90%)", "CRPS", "median bias", "WAPE", "skill"):
+        for col in ("method", "cutoffs", "P10-P90 (80%)", "P5-P95 (90%)", "CRPS", "median bias", "WAPE", "skill"):
             t.add_column(col, justify="left" if col == "method" else "right")
         for name, m in block["methods"].items():
             sk = block["skill"].get(name)
-            t.add_row(name, _fmt(m.get("coverage_80"), "pct"), _fmt(m.get("coverage_90"), "pct"),
+            t.add_row(name, f"{m['cutoffs']}", _fmt(m.get("coverage_80"), "pct"), _fmt(m.get("coverage_90"), "pct"),
                       _fmt(m.get("crps"), kind), _fmt(m.get("bias"), "ratio"), _fmt(m.get("wape"), "pct"),
                       "" if name == "forecaster" else _fmt(sk, "ratio"))
         out.print(t)
         hist = block["methods"]["forecaster"].get("pit_histogram")
         if hist:
             out.print(f"forecaster PIT histogram {hist['counts']}: {hist['verdict']}")
-    out.print("skill = 1 - CRPS(forecaster) / CRPS(method): positive means forecaster's distribution is better")
+    out.print("skill = 1 - CRPS(forecaster) / CRPS(method) on the cutoffs both scored: positive means "
+              "forecaster's distribution is better")
+    ds = b.get("deal_scores") or {}
+    if ds:
+        t = Table(title="deals: P(won inside the window) against what happened (lower Brier and log loss are "
+                        "better)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                  collapse_padding=True)
+        for col in ("method", "deal-cutoffs", "won", "Brier", "log loss", "AUC"):
+            t.add_column(col, justify="left" if col == "method" else "right")
+        for name, s in ds.items():
+            t.add_row(name, f"{s['deals']:,}", f"{s['won']:,}", _fmt(s["brier"], "num3"), _fmt(s["log_loss"], "num3"),
+                      _fmt(s["auc"], "num3"))
+        out.print(t)

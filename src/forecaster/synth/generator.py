@@ -37,6 +37,14 @@ import pyarrow.parquet as pq
 from forecaster.calendar import as_date, month_start, to_day
 from forecaster.errors import ConfigError
 from forecaster.files import write_atomic, write_with
+from forecaster.synth.effects import (
+    Effects,
+    crm_columns,
+    forecast_category,
+    lost_odds_for,
+    push_for,
+    truncate_history,
+)
 from forecaster.synth.process import arrivals, attributes, run_chains, true_future
 from forecaster.synth.params import (
     DESTINATIONS,
@@ -59,21 +67,29 @@ from forecaster.synth.params import (
 
 __all__ = ["generate"]
 
+EFFECTS_STREAM = 0x45FFEC75  # the effects' random streams, apart from the plain process's
+EFFECTS_NOTE = ("All zero / null / false: the plain process above. With effects on, the forecast above is the true "
+                "process's future given this world's realised quarter shocks; with the quarter-end push its first "
+                "spells of open deals ignore that a push may be why they are still open (slightly low).")
+
 
 # ---------------------------------------------------------------------------------------------
 # Public entry point
 
 
 def generate(out_dir: str | Path, *, seed: int = 0, start: dt.date = dt.date(2023, 1, 1),
-             end: dt.date = dt.date(2025, 12, 31), scale: float = 1.0) -> dict:
+             end: dt.date = dt.date(2025, 12, 31), scale: float = 1.0, effects: Effects | None = None) -> dict:
     """Write deals.parquet, stage_history.parquet, forecaster.yaml and truth.json into ``out_dir``.
 
     Deals are created on days ``start``..``end`` (both included) and observed up to ``end``; ``scale``
-    multiplies the arrival rate (1.0: about 10,000 deals and 43,000 stage rows over three years). The
-    same arguments give byte-identical files. Returns a summary: n_deals, n_history_rows, n_open,
-    n_won, n_lost, as_of, quota and paths (name -> str).
+    multiplies the arrival rate (1.0: about 10,000 deals and 43,000 stage rows over three years);
+    ``effects``: what real pipelines have (synth.effects; default none). The same arguments give
+    byte-identical files. Returns a summary: n_deals, n_history_rows, n_open, n_won, n_lost, as_of, quota
+    and paths (name -> str).
     """
     seed, start, end, scale = _check_args(seed, start, end, scale)
+    effects = effects or Effects()
+    _check_effects(effects, start, end)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -94,33 +110,19 @@ def generate(out_dir: str | Path, *, seed: int = 0, start: dt.date = dt.date(202
 
     _, created, seg = arrivals(rng_arrivals, t, d0, d1, month_factor)
     attrs = attributes(rng_attrs, t, seg)
-    ch = run_chains(rng_walk, t, seg, attrs["entry"], created, d1, record=True)
+    rng_odds, rng_push, rng_crm = (np.random.Generator(np.random.PCG64(s))
+                                   for s in np.random.SeedSequence([seed, EFFECTS_STREAM]).spawn(3))
+    lost_odds = lost_odds_for(effects, rng_odds, d0)
+    push = push_for(effects, rng_push, len(STAGES))
+    ch = run_chains(rng_walk, t, seg, attrs["entry"], created, d1, record=True, lost_odds=lost_odds, push=push)
     open_ = ch.status == 0
     reps = int(np.clip(round(200 / scale), 16, 200))
     future = true_future(rng_future, t, d1, month_g, seg[open_], ch.stage[open_], ch.entered[open_],
-                     attrs["amount"][open_], reps)
+                         attrs["amount"][open_], reps, lost_odds=lost_odds, push=push)
+    deals, history, n_pushes = _tables(effects, rng_crm, t, seg, created, attrs, ch, d1)
 
-    n = seg.size
-    width = max(6, len(str(n)))
-    deal_id = pa.array([f"D{i:0{width}d}" for i in range(1, n + 1)], type=pa.string())
-    deals = pa.table({
-        "deal_id": deal_id,
-        "created_at": _date_array(created),
-        "amount": pa.array(attrs["amount"], type=pa.float64()),
-        "status": _labels(ch.status, ("open", WON, LOST)),
-        "closed_at": _date_array(ch.closed, mask=open_),
-        "product": _labels(seg, PRODUCTS),
-        "region": _labels(attrs["region"], tuple(REGIONS)),
-        "owner": _labels(attrs["owner"], tuple(o for r in REGIONS for o in OWNERS[r])),
-        "source": _labels(attrs["source"], tuple(SOURCES)),
-    })
-    assert ch.rows is not None
-    h_deal, h_stage, h_day = ch.rows
-    history = pa.table({
-        "deal_id": deal_id.take(pa.array(h_deal, type=pa.int64())),
-        "stage": _labels(h_stage, DESTINATIONS),
-        "entered_at": _date_array(h_day),
-    })
+    n = deals.num_rows
+    h_deal = history.column("deal_id")
 
     paths = {name: out / file for name, file in (
         ("deals", "deals.parquet"), ("stage_history", "stage_history.parquet"),
@@ -129,18 +131,90 @@ def generate(out_dir: str | Path, *, seed: int = 0, start: dt.date = dt.date(202
     write_with(paths["stage_history"], lambda p: pq.write_table(history, p, compression="zstd"))
     realized = {month_start(m).strftime("%Y-%m"): g for m, g in sorted(month_g.items())}
     truth = _truth(t, seed, start, end, scale, future, realized)
+    truth["effects"] = {**effects.to_dict(), "quarter_shock_realized": lost_odds.realized() if lost_odds else {},
+                        "close_date_pushes": n_pushes, "note": EFFECTS_NOTE}
     _write_text(paths["truth"], json.dumps(truth, indent=2) + "\n")
     _write_text(paths["config"], _config_text(future))
+    status = deals.column("status").to_numpy(zero_copy_only=False)
     return {
         "n_deals": int(n),
-        "n_history_rows": int(h_deal.size),
-        "n_open": int(open_.sum()),
-        "n_won": int((ch.status == 1).sum()),
-        "n_lost": int((ch.status == 2).sum()),
+        "n_history_rows": int(len(h_deal)),
+        "n_open": int((status == "open").sum()),
+        "n_won": int((status == WON).sum()),
+        "n_lost": int((status == LOST).sum()),
         "as_of": future["as_of"],
         "quota": future["quota"],
         "paths": {k: str(v) for k, v in paths.items()},
     }
+
+
+def _tables(effects: Effects, rng: np.random.Generator, t: Tables, seg: np.ndarray, created: np.ndarray,
+            attrs: dict[str, np.ndarray], ch: Any, end_day: int) -> tuple[pa.Table, pa.Table, int]:
+    """The deals and stage_history tables, after the CRM's adoption and with its expected close dates and
+    probabilities when those effects are on."""
+    n = seg.size
+    width = max(6, len(str(n)))
+    ids = np.array([f"D{i:0{width}d}" for i in range(1, n + 1)], dtype=object)
+    assert ch.rows is not None
+    rows = ch.rows
+    keep = np.ones(n, bool)
+    if effects.crm_start is not None:
+        keep, rows = truncate_history(rows, ch.status, ch.closed, effects.crm_start, len(STAGES))
+    open_ = ch.status == 0
+    deal_cols: dict[str, Any] = {
+        "deal_id": pa.array(ids, type=pa.string()),
+        "created_at": _date_array(created),
+        "amount": pa.array(attrs["amount"], type=pa.float64()),
+        "status": _labels(ch.status, ("open", WON, LOST)),
+        "closed_at": _date_array(ch.closed, mask=open_),
+        "product": _labels(seg, PRODUCTS),
+        "region": _labels(attrs["region"], tuple(REGIONS)),
+        "owner": _labels(attrs["owner"], tuple(o for r in REGIONS for o in OWNERS[r])),
+        "source": _labels(attrs["source"], tuple(SOURCES)),
+    }
+    hist_extra: dict[str, Any] = {}
+    pushes = 0
+    if effects.crm_fields:
+        cycle = np.exp(t.mu[:, :, 0]).sum(axis=1)[seg]  # the reps' idea of a cycle: forward medians summed
+        crm = crm_columns(effects, rng, rows, created, ch.status, ch.closed, cycle, end_day, STAGES)
+        rows, pushes = crm["rows"], crm["pushes"]
+        if effects.optimistic_close > 0:
+            deal_cols["expected_close_at"] = _date_array(crm["deal_expected_close"], mask=crm["deal_expected_close"] < 0)
+            hist_extra["expected_close_at"] = _date_array(crm["expected_close"], mask=crm["expected_close"] < 0)
+        if effects.crm_probability:
+            deal_dest = np.where(open_, ch.stage, np.where(ch.status == 1, len(STAGES), len(STAGES) + 1))
+            deal_cols["probability"] = pa.array(crm["deal_probability"], type=pa.float64())
+            deal_cols["forecast_category"] = pa.array(
+                forecast_category(crm["deal_probability"], deal_dest, len(STAGES)), type=pa.string())
+            hist_extra["probability"] = pa.array(crm["probability"], type=pa.float64())
+            hist_extra["forecast_category"] = pa.array(forecast_category(crm["probability"], rows[1], len(STAGES)),
+                                                       type=pa.string())
+    h_deal, h_stage, h_day = rows
+    deal_id = deal_cols["deal_id"]
+    history = pa.table({
+        "deal_id": deal_id.take(pa.array(h_deal, type=pa.int64())),
+        "stage": _labels(h_stage, DESTINATIONS),
+        "entered_at": _date_array(h_day),
+        **hist_extra,
+    })
+    deals = pa.table(deal_cols)
+    if not keep.all():
+        deals = deals.filter(pa.array(keep))
+    return deals, history, pushes
+
+
+def _check_effects(e: Effects, start: dt.date, end: dt.date) -> None:
+    for name in ("quarter_end_push", "stale_close_dates"):
+        v = getattr(e, name)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"generate: {name.replace('_', '-')} must be a share in [0, 1], got {v}")
+    for name in ("quarter_shock", "optimistic_close"):
+        if getattr(e, name) < 0:
+            raise ConfigError(f"generate: {name.replace('_', '-')} must be >= 0, got {getattr(e, name)}")
+    if not 1 <= e.push_days <= 60:
+        raise ConfigError(f"generate: push days must be between 1 and 60, got {e.push_days}")
+    if e.crm_start is not None and not start < e.crm_start <= end:
+        raise ConfigError(f"generate: crm-start {e.crm_start} must lie after start {start} and not after end {end}")
 
 
 def _check_args(seed: Any, start: Any, end: Any, scale: Any) -> tuple[int, dt.date, dt.date, float]:

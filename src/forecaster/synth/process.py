@@ -43,9 +43,25 @@ def _choice(rng: np.random.Generator, probs: dict[str, float], n: int) -> np.nda
     return np.minimum(np.searchsorted(cum, rng.random(n), side="right"), len(cum) - 1)
 
 
-def _draw_spell(rng: np.random.Generator, t: Tables, seg: np.ndarray, stage: np.ndarray):
+def _exit_shares(t: Tables, seg: np.ndarray, stage: np.ndarray, lost_mult: np.ndarray | None) -> np.ndarray:
+    """(n, K) destination shares of n spells, the odds of losing times ``lost_mult`` where given."""
+    p = t.p_exit[seg, stage]
+    if lost_mult is None:
+        return p
+    p = p.copy()
+    p[:, -1] *= lost_mult
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _draw_spell(rng: np.random.Generator, t: Tables, seg: np.ndarray, stage: np.ndarray,
+                lost_mult: np.ndarray | None = None):
     """Destination (int64, n) and whole days in the stage (int64, n) of n fresh spells."""
-    dest = _categorical(rng, t.cum_exit[seg, stage])
+    if lost_mult is None:
+        cum = t.cum_exit[seg, stage]
+    else:
+        cum = np.cumsum(_exit_shares(t, seg, stage, lost_mult), axis=1)
+        cum[:, -1] = 1.0
+    dest = _categorical(rng, cum)
     kind = t.kind[stage, dest]
     stall = rng.random(seg.size) < t.stall_p[seg, stage, kind]
     z = rng.standard_normal(seg.size)
@@ -81,7 +97,7 @@ def _normal_above(rng: np.random.Generator, b: np.ndarray) -> np.ndarray:
 
 
 def _draw_spell_given_age(rng: np.random.Generator, t: Tables, seg: np.ndarray, stage: np.ndarray,
-                          age: np.ndarray):
+                          age: np.ndarray, lost_mult: np.ndarray | None = None):
     """Like _draw_spell, conditioned on the spell lasting at least ``age`` >= 1 whole days."""
     n, n_k = seg.size, len(DESTINATIONS)
     kinds = t.kind[stage]  # (n, K)
@@ -92,7 +108,7 @@ def _draw_spell_given_age(rng: np.random.Generator, t: Tables, seg: np.ndarray, 
     b_r = (log_a - mu_r) / sd_r
     b_s = (log_a - mu_s) / t.stall_sigma
     pi = t.stall_p[seg[:, None], stage[:, None], kinds]
-    p = t.p_exit[seg, stage]
+    p = _exit_shares(t, seg, stage, lost_mult)
     # floor(X) >= a  <=>  X >= a for whole a: weights P(dest, component, X >= a).
     sf_r, sf_s = 0.5 * _erfc(b_r / math.sqrt(2)), 0.5 * _erfc(b_s / math.sqrt(2))
     w = np.concatenate([p * (1 - pi) * sf_r, p * pi * sf_s], axis=1)
@@ -122,12 +138,15 @@ class _Chains:
 
 
 def run_chains(rng: np.random.Generator, t: Tables, seg: np.ndarray, stage: np.ndarray, entered: np.ndarray,
-                horizon: int, *, record: bool, first: Callable | None = None) -> _Chains:
+               horizon: int, *, record: bool, first: Callable | None = None, lost_odds: Callable | None = None,
+               push: Callable | None = None) -> _Chains:
     """Walk every deal from (stage, entered) until won, lost or past ``horizon`` (a day number).
 
-    One loop step advances all active deals by one spell. ``first(rng, idx)`` replaces the first spell's
-    draw (used to condition open deals on their age). Rows record each stage entered on or before the
-    horizon, the first one included.
+    One loop step advances all active deals by one spell. ``first(rng, idx, lost_mult)`` replaces the
+    first spell's draw (used to condition open deals on their age). ``lost_odds(days)``: the multiplier of
+    the odds of losing of spells starting on those days; ``push(dest, exit_day)``: exit days after the
+    quarter-end push (synth.effects). Rows record each stage entered on or before the horizon, the first
+    one included.
     """
     n_s = len(STAGES)
     n = seg.size
@@ -141,11 +160,14 @@ def run_chains(rng: np.random.Generator, t: Tables, seg: np.ndarray, stage: np.n
     while act.size:
         if record:
             parts.append((act, cur_stage[act], cur_t[act]))
+        mult = None if lost_odds is None else lost_odds(cur_t[act])
         if step == 0 and first is not None:
-            dest, days = first(rng, act)
+            dest, days = first(rng, act, mult)
         else:
-            dest, days = _draw_spell(rng, t, seg[act], cur_stage[act])
+            dest, days = _draw_spell(rng, t, seg[act], cur_stage[act], mult)
         nt = cur_t[act] + days
+        if push is not None:
+            nt = push(dest, nt)
         inside = nt <= horizon
         done = inside & (dest >= n_s)
         moved = inside & (dest < n_s)
@@ -210,7 +232,8 @@ def attributes(rng: np.random.Generator, t: Tables, seg: np.ndarray) -> dict[str
 
 
 def true_future(rng: np.random.Generator, t: Tables, end_day: int, month_g: dict[int, float], seg: np.ndarray,
-            stage: np.ndarray, entered: np.ndarray, amount: np.ndarray, reps: int) -> dict[str, Any]:
+                stage: np.ndarray, entered: np.ndarray, amount: np.ndarray, reps: int,
+                lost_odds: Callable | None = None, push: Callable | None = None) -> dict[str, Any]:
     """Won amount in the HORIZON_DAYS after end_day given the open deals' stage and age, by Monte Carlo.
 
     Replicates the open pipeline ``reps`` times (first spell conditioned on its age), adds fresh arrivals,
@@ -230,12 +253,13 @@ def true_future(rng: np.random.Generator, t: Tables, end_day: int, month_g: dict
     rep_new, day_new, seg_new = arrivals(rng, t, end_day + 1, last, month_factor, reps)
     attrs = attributes(rng, t, seg_new)
 
-    def first(r: np.random.Generator, idx: np.ndarray):
-        dest, days = _draw_spell(r, t, all_seg[idx], all_stage[idx])
+    def first(r: np.random.Generator, idx: np.ndarray, mult: np.ndarray | None):
+        dest, days = _draw_spell(r, t, all_seg[idx], all_stage[idx], mult)
         old = idx < o_seg.size
         if old.any():
             i = idx[old]
-            d_old, n_old = _draw_spell_given_age(r, t, o_seg[i], o_stage[i], o_age[i])
+            d_old, n_old = _draw_spell_given_age(r, t, o_seg[i], o_stage[i], o_age[i],
+                                                 None if mult is None else mult[old])
             dest[old], days[old] = d_old, n_old
         return dest, days
 
@@ -245,7 +269,8 @@ def true_future(rng: np.random.Generator, t: Tables, end_day: int, month_g: dict
     all_amount = np.concatenate([np.tile(amount, reps), attrs["amount"]])
     all_rep = np.concatenate([rep_open, rep_new])
     is_new = np.arange(all_seg.size) >= o_seg.size
-    ch = run_chains(rng, t, all_seg, all_stage, all_ent, last, record=False, first=first)
+    ch = run_chains(rng, t, all_seg, all_stage, all_ent, last, record=False, first=first, lost_odds=lost_odds,
+                    push=push)
 
     won = (ch.status == 1) & (ch.closed > end_day)
     month_first = np.unique(month_number(np.arange(end_day + 1, last + 1)))
