@@ -240,11 +240,42 @@ class _Progress:
             self.bar = None
 
 
-def say_if_compiling(quiet: bool) -> None:
-    """On a terminal, say so before a run that must first compile the kernels (no frozen progress bar)."""
+ENGINE_FLAGS = {"kind": "--engine", "address": "--scheduler", "workers": "--workers"}
+
+
+def engine_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--engine, --scheduler, --workers: where the simulations run (config key engine; docs/scale.md)."""
+    f = click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="With --engine dask: worker processes of the local cluster (default: one per core), "
+                          "or with --scheduler how many workers to wait for.")(f)
+    f = click.option("--scheduler", metavar="ADDRESS", default=None,
+                     help="With --engine dask: the Dask scheduler to run on, e.g. tcp://10.0.0.5:8786 "
+                          "(default: a local cluster of --workers processes).")(f)
+    return click.option("--engine", type=click.Choice(["local", "dask"]), default=None,
+                        help="Where the simulations run: local (numba threads; the default) or dask "
+                             "(dask.distributed workers); the same results either way.")(f)
+
+
+def with_engine_flags(cfg: Any, engine: str | None, scheduler: str | None, workers: int | None) -> Any:
+    """The config with the engine flags applied (they override engine: in the YAML), checked."""
+    from forecaster.config import check_engine
+    from forecaster.errors import Problems
+
+    cfg = cfg.with_engine(engine, scheduler, workers)
+    problems = Problems(ConfigError)
+    check_engine(cfg.engine, problems, ENGINE_FLAGS.__getitem__)
+    problems.raise_if_any()
+    return cfg
+
+
+def say_if_compiling(quiet: bool, cfg: Any = None) -> None:
+    """On a terminal, say so before a run that must first compile the kernels (no frozen progress bar);
+    on a Dask engine the workers compile, not this process."""
     from forecaster.sim import kernels_compiled
     from forecaster.sim.cache import COLD_COMPILE_S
 
+    if cfg is not None and cfg.engine.kind != "local":
+        return
     if not quiet and sys.stderr.isatty() and not kernels_compiled():
         click.echo(f"compiling the simulation kernels (first run only, ~{COLD_COMPILE_S} s)", err=True)
 
@@ -257,7 +288,7 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
     from forecaster.report.outputs import write_forecast
     from forecaster.report.terminal import print_forecast
 
-    say_if_compiling(quiet or fmt == "json")
+    say_if_compiling(quiet or fmt == "json", cfg)
     bar = _Progress(quiet)
     try:
         result = forecaster.forecast(cfg, model_dir=model_dir, progress=bar)
@@ -287,9 +318,11 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
               help="Reuse a model written by `forecaster fit` instead of fitting again.")
 @format_option
 @click.option("--quiet", is_flag=True, help="No table and no progress bar (JSON with --format json still prints).")
+@engine_options
 @handles_errors
 def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int | None, as_of: dt.date | None,
-             start: dt.date | None, end: dt.date | None, model_dir: Path | None, fmt: str, quiet: bool) -> None:
+             start: dt.date | None, end: dt.date | None, model_dir: Path | None, fmt: str, quiet: bool,
+             engine: str | None, scheduler: str | None, workers: int | None) -> None:
     """Forecast revenue and won deals in a window, as distributions.
 
     Simulates every open deal from its current stage and age, and new deals arriving in the window,
@@ -297,11 +330,13 @@ def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int |
 
     \b
     Example:  forecaster forecast configs/example.yaml --trials 20000 -o out/
+    On Dask:  forecaster forecast configs/example.yaml --engine dask --workers 4 -o out/
     """
     from forecaster.config import check_window, load_config
     from forecaster.errors import Problems
 
     cfg = load_config(config).with_forecast(trials=trials, seed=seed, as_of=as_of, start=start, end=end)
+    cfg = with_engine_flags(cfg, engine, scheduler, workers)
     problems = Problems(ConfigError)
     check_window(cfg.forecast, problems)
     problems.raise_if_any()
@@ -314,8 +349,10 @@ def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int |
               help="Write compare.json and compare_trials.parquet (per-trial results of every scenario) here.")
 @click.option("--trials", type=click.IntRange(min=2), default=None, help="Monte Carlo trials (default: the config's).")
 @format_option
+@engine_options
 @handles_errors
-def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str) -> None:
+def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str, engine: str | None,
+            scheduler: str | None, workers: int | None) -> None:
     """Compare the scenarios of the config with the baseline, on common random numbers.
 
     Every scenario runs the same trials with the same seed, so each deal sees the same luck in every
@@ -329,8 +366,8 @@ def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str) ->
     import forecaster
     from forecaster.report.terminal import print_compare
 
-    cfg = forecaster.load_config(config).with_forecast(trials=trials)
-    say_if_compiling(fmt == "json")
+    cfg = with_engine_flags(forecaster.load_config(config).with_forecast(trials=trials), engine, scheduler, workers)
+    say_if_compiling(fmt == "json", cfg)
     comparison = forecaster.compare(cfg)
     deliver(comparison.result, fmt, print_compare, out_dir, "compare.json", comparison.trials,
             "compare_trials.parquet")
@@ -347,9 +384,10 @@ def compare(config: Path, out_dir: Path | None, trials: int | None, fmt: str) ->
 @click.option("--trials", type=click.IntRange(min=100), default=None,
               help="Trials per evaluation (default: the config's, at most 4,000).")
 @format_option
+@engine_options
 @handles_errors
 def plan(config: Path, target: float, confidence: float, lever: str, stage: str | None, trials: int | None,
-         fmt: str) -> None:
+         fmt: str, engine: str | None, scheduler: str | None, workers: int | None) -> None:
     """How much of one lever the target needs, and the pipeline it takes.
 
     Solves for the lever value at which P(revenue >= TARGET) reaches the confidence (bisection on
@@ -362,8 +400,8 @@ def plan(config: Path, target: float, confidence: float, lever: str, stage: str 
     import forecaster
     from forecaster.report.terminal import print_plan
 
-    cfg = forecaster.load_config(config)
-    say_if_compiling(fmt == "json")
+    cfg = with_engine_flags(forecaster.load_config(config), engine, scheduler, workers)
+    say_if_compiling(fmt == "json", cfg)
     result = forecaster.plan(cfg, target, confidence=confidence, lever=lever, stage=stage, trials=trials)
     deliver(result, fmt, print_plan)
 
@@ -382,9 +420,11 @@ def plan(config: Path, target: float, confidence: float, lever: str, stage: str 
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write backtest.parquet (one row per cutoff, method and target) and backtest.json here.")
 @format_option
+@engine_options
 @handles_errors
 def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str, trials: int | None,
-             parameter_uncertainty: bool | None, out_dir: Path | None, fmt: str) -> None:
+             parameter_uncertainty: bool | None, out_dir: Path | None, fmt: str, engine: str | None,
+             scheduler: str | None, workers: int | None) -> None:
     """Score past forecasts against what really happened (rolling origin, no leakage).
 
     For each cutoff the model and pipeline are rebuilt as of that date from the same export, the window
@@ -394,12 +434,14 @@ def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str
 
     \b
     Example:  forecaster backtest configs/maven.yaml --from 2017-05-01 --to 2017-09-01 --window month
+    On Dask:  add --engine dask --scheduler tcp://10.0.0.5:8786 (each cutoff runs on a worker)
     """
     import forecaster
     from forecaster.report.terminal import print_backtest
 
     cfg = forecaster.load_config(config).with_forecast(trials=trials, parameter_uncertainty=parameter_uncertainty)
-    say_if_compiling(fmt == "json")
+    cfg = with_engine_flags(cfg, engine, scheduler, workers)
+    say_if_compiling(fmt == "json", cfg)
     result = forecaster.backtest(cfg, start, end, every=every, window=window)
     deliver(result.summary, fmt, print_backtest, out_dir, "backtest.json", result.table(), "backtest.parquet")
 

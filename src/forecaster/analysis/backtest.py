@@ -30,6 +30,7 @@ from forecaster.calendar import step, to_date, to_day, window_end
 from forecaster.config import Config
 from forecaster.crm import OPEN, WON, CRMData, Snapshot, load
 from forecaster.errors import ConfigError, ForecasterError
+from forecaster.sim.engines import LOCAL, Engine
 
 METHODS = ("forecaster", "forecaster_no_new_deals", "forecaster_no_age", "weighted_pipeline", "run_rate")
 TARGETS = ("revenue", "won_deals")
@@ -109,40 +110,55 @@ def _score_rows(cutoff: dt.date, method: str, target: str, sample: np.ndarray | 
     return row
 
 
+@dataclasses.dataclass(frozen=True)
+class BacktestJob:
+    """What every cutoff of a backtest needs: the config and the full export (sent to each worker once)."""
+
+    config: Config
+    full: CRMData
+    window: str
+
+
+def score_cutoff(job: BacktestJob, d: dt.date) -> list[dict[str, Any]] | None:
+    """The rows of one cutoff (every method and target), or None when no model can be fitted as of d."""
+    full, last = job.full, window_last_day(d, job.window)
+    cfg = job.config.with_forecast(as_of=d, start=d, end=last)
+    try:
+        base = prepare(cfg, full=full)
+    except ForecasterError:  # e.g. a cutoff before the first deal
+        return None
+    rows: list[dict[str, Any]] = []
+    y_rev, y_won = actuals(full, d, last)
+    sims = {"forecaster": simulate_forecast(base),
+            "forecaster_no_new_deals": simulate_base(base, arrivals=None),
+            "forecaster_no_age": simulate_base(base, deals=dataclasses.replace(
+                base.deals, age=np.zeros_like(base.deals.age)))}
+    for method, sim in sims.items():
+        rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))
+        rows.append(_score_rows(d, method, "won_deals", sim.won_deals.astype(float), None, y_won))
+    wp_rev, wp_won = weighted_pipeline(base.data)  # the export as of d, cut once by prepare
+    rows.append(_score_rows(d, "weighted_pipeline", "revenue", None, wp_rev, y_rev))
+    rows.append(_score_rows(d, "weighted_pipeline", "won_deals", None, wp_won, y_won))
+    rr_rev, rr_won = run_rate(full, d, last)
+    rows.append(_score_rows(d, "run_rate", "revenue", rr_rev if len(rr_rev) else None, None, y_rev))
+    rows.append(_score_rows(d, "run_rate", "won_deals", rr_won if len(rr_won) else None, None, y_won))
+    return rows
+
+
 def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month", window: str = "quarter",
-             progress: Callable[[dt.date], None] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows (one per cutoff, method and target) and the summary (layout of backtest.json)."""
+             progress: Callable[[dt.date], None] | None = None, engine: Engine = LOCAL
+             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows (one per cutoff, method and target) and the summary (layout of backtest.json). The cutoffs
+    are independent units: on a Dask engine they run on the workers, with the same rows."""
     full = load(config)
     data_end = to_date(full.last_day())
-    rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    used = []
-    for d in cutoffs(start, end, every):
-        last = window_last_day(d, window)
-        if last > data_end:
-            continue  # the outcome is not fully known yet
-        cfg = config.with_forecast(as_of=d, start=d, end=last)
-        try:
-            base = prepare(cfg, full=full)
-        except ForecasterError:  # e.g. a cutoff before the first deal
-            continue
-        if progress is not None:
-            progress(d)
-        used.append(d)
-        y_rev, y_won = actuals(full, d, last)
-        sims = {"forecaster": simulate_forecast(base),
-                "forecaster_no_new_deals": simulate_base(base, arrivals=None),
-                "forecaster_no_age": simulate_base(base, deals=dataclasses.replace(
-                    base.deals, age=np.zeros_like(base.deals.age)))}
-        for method, sim in sims.items():
-            rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))
-            rows.append(_score_rows(d, method, "won_deals", sim.won_deals.astype(float), None, y_won))
-        wp_rev, wp_won = weighted_pipeline(base.data)  # the export as of d, cut once by prepare
-        rows.append(_score_rows(d, "weighted_pipeline", "revenue", None, wp_rev, y_rev))
-        rows.append(_score_rows(d, "weighted_pipeline", "won_deals", None, wp_won, y_won))
-        rr_rev, rr_won = run_rate(full, d, last)
-        rows.append(_score_rows(d, "run_rate", "revenue", rr_rev if len(rr_rev) else None, None, y_rev))
-        rows.append(_score_rows(d, "run_rate", "won_deals", rr_won if len(rr_won) else None, None, y_won))
+    # Only cutoffs whose outcome is fully known: the window ends before the data do.
+    candidates = [d for d in cutoffs(start, end, every) if window_last_day(d, window) <= data_end]
+    scored = engine.map(score_cutoff, candidates, BacktestJob(config, full, window),
+                        progress=None if progress is None else (lambda i: progress(candidates[i])))
+    used = [d for d, rs in zip(candidates, scored) if rs is not None]
+    rows = [r for rs in scored if rs is not None for r in rs]
     if not used:
         raise ConfigError(f"backtest: no cutoff between {start} and {end} has a fitted model and a complete "
                           f"window before the data ends ({data_end})")

@@ -1,0 +1,157 @@
+"""Benchmark of the Dask engine against the local one (figures in docs/scale.md).
+
+    python benchmarks/bench_dask.py             # 200k open deals x 20k trials: local, 1, 2 and 4 workers
+    python benchmarks/bench_dask.py --quick     # 20k x 2k, a smoke run
+
+The problem is bench_kernel's synthetic 7-stage funnel (90-day window, open deals only). Per engine:
+the wall time of the run (best of --repeats, with the cluster started and every worker's kernel loaded
+by a warm-up run first: both timed apart), its throughput in deal-trials per second, the parallel
+efficiency (throughput over k times that of one worker process), whether the result is the local one
+bit for bit, and each worker's peak resident memory (VmHWM) against its memory after start. The fixed
+cost of a task: blocks of one trial on one worker, for a small deal table and for the large one (whose
+per-deal results, deals x window days, travel back with every block). Writes benchmarks/results/dask.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from forecaster.sim import cluster
+from forecaster.sim.engines import SimSpec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_kernel import synthetic_problem, timed, window_kw  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "dask.json"
+MACHINE_NOTE = ("a 2-core machine shared with other engineers' jobs: timings are noisy, and 4 worker "
+                "processes share 2 cores")
+
+
+def memory_kib() -> dict[str, int]:
+    """This process's resident memory now (VmRSS) and at its peak (VmHWM), KiB (Linux)."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(value.split()[0])
+    return out
+
+
+def same_result(a, b) -> bool:
+    return all(np.array_equal(x, y) if isinstance(x, np.ndarray) else x == y
+               for x, y in ((getattr(a, f.name), getattr(b, f.name)) for f in dataclasses.fields(a)))
+
+
+def spec_of(n_deals: int, n_trials: int) -> SimSpec:
+    stage, deals = synthetic_problem(n_deals)
+    return SimSpec(stage, deals, n_trials=n_trials, seed=1, **window_kw())
+
+
+def task_overhead_s(engine: cluster.DaskEngine, spec: SimSpec, tasks: int) -> float:
+    """Wall seconds per task of ``tasks`` blocks of one trial each, on the engine's workers."""
+    saved = cluster.MIN_BLOCK_TRIALS, cluster.BLOCKS_PER_WORKER
+    cluster.MIN_BLOCK_TRIALS, cluster.BLOCKS_PER_WORKER = 1, tasks
+    try:
+        one = dataclasses.replace(spec, n_trials=tasks * engine.workers)
+        engine.simulate(one)  # warm: the scatter path and the kernel for these inputs
+        t = time.perf_counter()
+        engine.simulate(one)
+        return (time.perf_counter() - t) / (tasks * engine.workers)
+    finally:
+        cluster.MIN_BLOCK_TRIALS, cluster.BLOCKS_PER_WORKER = saved
+
+
+def bench_workers(k: int, spec: SimSpec, warm: SimSpec, local, repeats: int) -> dict:
+    t = time.perf_counter()
+    engine = cluster.DaskEngine.start(workers=k)
+    start_s = time.perf_counter() - t
+    with engine:
+        after_start = engine.client.run(memory_kib)
+        t = time.perf_counter()
+        engine.simulate(warm)
+        warm_s = time.perf_counter() - t
+        results = []
+        best, median = timed(lambda: results.append(engine.simulate(spec)), repeats)
+        peak = engine.client.run(memory_kib)
+        blocks = len(engine.blocks(spec.n_trials))
+    deal_trials = spec.deals.n_deals * spec.n_trials
+    return {"workers": k, "start_s": start_s, "warm_up_s": warm_s, "best_s": best, "median_s": median,
+            "blocks": blocks, "deal_trials_per_s": deal_trials / best, "identical_to_local": same_result(results[-1], local),
+            "worker_rss_after_start_mib": sorted(m["VmRSS"] / 1024 for m in after_start.values()),
+            "worker_peak_rss_mib": sorted(m["VmHWM"] / 1024 for m in peak.values())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--deals", type=int, default=200_000)
+    ap.add_argument("--trials", type=int, default=20_000)
+    ap.add_argument("--workers", default="1,2,4", help="worker process counts, comma-separated")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="20k deals x 2k trials")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    args = ap.parse_args()
+    if args.quick:
+        args.deals, args.trials = 20_000, 2_000
+    spec = spec_of(args.deals, args.trials)
+    warm = spec_of(1_000, 4 * cluster.MIN_BLOCK_TRIALS * max(int(k) for k in args.workers.split(",")))
+    warm.run()  # this process's kernel, for the local figure
+    deal_trials = args.deals * args.trials
+
+    results = []
+    best, median = timed(lambda: results.append(spec.run()), args.repeats)
+    local = results[-1]
+    out = {"machine": {"note": MACHINE_NOTE, "cpus": os.cpu_count(), "python": platform.python_version(),
+                       "numba": numba.__version__, "platform": platform.platform()},
+           "problem": {"open_deals": args.deals, "trials": args.trials, "window_days": spec.end_off + 1,
+                       "stages": spec.stage.n_stages, "deal_trials": deal_trials,
+                       "steps_per_deal_trial": local.deal_steps / local.deal_trials},
+           "local": {"threads": numba.get_num_threads(), "best_s": best, "median_s": median,
+                     "deal_trials_per_s": deal_trials / best, "peak_rss_mib": memory_kib()["VmHWM"] / 1024},
+           "dask": []}
+    for k in (int(k) for k in args.workers.split(",")):
+        row = bench_workers(k, spec, warm, local, args.repeats)
+        out["dask"].append(row)
+        print(json.dumps(row), flush=True)
+    one = next((r for r in out["dask"] if r["workers"] == 1), None)
+    for r in out["dask"]:
+        r["efficiency"] = r["deal_trials_per_s"] / (r["workers"] * one["deal_trials_per_s"]) if one else None
+    with cluster.DaskEngine.start(workers=1) as engine:
+        out["task_overhead_s"] = {"deals_1000": task_overhead_s(engine, spec_of(1_000, 1), 100),
+                                  f"deals_{args.deals}": task_overhead_s(engine, spec, 10)}
+    report(out)
+    if not args.no_write:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(out, indent=1) + "\n")
+        tmp.replace(RESULTS)
+        print(f"wrote {RESULTS}")
+
+
+def report(out: dict) -> None:
+    p, loc = out["problem"], out["local"]
+    print(f"{p['open_deals']:,} open deals x {p['trials']:,} trials ({p['deal_trials']:.3g} deal-trials, "
+          f"{p['steps_per_deal_trial']:.2f} steps each) on {out['machine']['note']}")
+    print(f"local, {loc['threads']} numba threads: {loc['best_s']:.1f} s, {loc['deal_trials_per_s']:.3g} deal-trials/s, "
+          f"peak {loc['peak_rss_mib']:.0f} MiB")
+    for r in out["dask"]:
+        eff = f"{r['efficiency']:.0%}" if r["efficiency"] is not None else "-"
+        print(f"dask, {r['workers']} workers: {r['best_s']:.1f} s, {r['deal_trials_per_s']:.3g} deal-trials/s, "
+              f"efficiency {eff}, {r['blocks']} blocks, identical {r['identical_to_local']}, start {r['start_s']:.1f} s, "
+              f"warm-up {r['warm_up_s']:.1f} s, worker peak {max(r['worker_peak_rss_mib']):.0f} MiB "
+              f"(after start {max(r['worker_rss_after_start_mib']):.0f})")
+    for name, s in out["task_overhead_s"].items():
+        print(f"one task of one trial, {name.replace('_', ' ')}: {s * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
