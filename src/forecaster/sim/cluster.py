@@ -13,9 +13,11 @@ elsewhere each task sets numba's threads to 1 itself, and where numba's threadin
 kernels at once in a process (workqueue) the tasks of a multi-threaded worker take turns.
 
 Data: each spec (its tables and deal arrays) is scattered to every worker once, and each block task
-names it, with its first trial and trial count; shared data of ``map`` likewise. Results come back as
-blocks finish and are merged in block order, so the blocks of a lost worker, rerun by Dask elsewhere,
-leave the result unchanged.
+names it, with its first trial and trial count; shared data of ``map`` likewise. Blocks are merged on
+the workers, adjacent pairs level by level (``merge_pair``, the order of merge_results), so this
+process receives one result per spec rather than every block's per-deal arrays (deals x window days
+each). Every block and merge is a pure task of its inputs: the tasks of a lost worker, rerun by Dask
+elsewhere, leave the result unchanged.
 """
 
 from __future__ import annotations
@@ -59,10 +61,11 @@ def import_distributed() -> Any:
     return distributed
 
 
-def local_cluster(workers: int | None = None, silence_logs: int = logging.ERROR) -> Any:
+def local_cluster(workers: int | None = None, silence_logs: int = logging.CRITICAL) -> Any:
     """A LocalCluster of ``workers`` processes (default: one per core), one thread each, WORKER_ENV set
     in each before it imports numba; no dashboard, and its HTTP endpoints on a free port (never a
-    clash with another cluster on 8787)."""
+    clash with another cluster on 8787). Its logs are silenced: a worker's death reaches the caller as
+    an EngineError line, and heartbeats cut short while the cluster closes are no news."""
     distributed = import_distributed()
     return distributed.LocalCluster(n_workers=default_workers() if workers is None else workers,
                                     threads_per_worker=1, processes=True, env=WORKER_ENV, silence_logs=silence_logs,
@@ -99,6 +102,11 @@ def run_unit(fn: Callable[[Any, Any], Any], shared: Any, item: Any) -> Any:
         return fn(shared, item)
 
 
+def merge_pair(first: SimResult, second: SimResult) -> SimResult:
+    """A task: two adjacent blocks of trials as one (``first``'s trials come first)."""
+    return merge_results([first, second])
+
+
 def worker_state() -> dict[str, Any]:
     """What a worker process runs: versions, its kernel cache, its threads and how often the kernel was
     compiled or loaded in it (numba's dispatcher signatures: one per argument types, never per task)."""
@@ -108,22 +116,6 @@ def worker_state() -> dict[str, Any]:
         "numba_threads": numba.config.NUMBA_NUM_THREADS, "kernel_signatures": len(K.simulate_chunk_nb.signatures),
         "env": {name: os.environ.get(name) for name in THREAD_VARIABLES},
     }
-
-
-class _InOrder:
-    """One spec's blocks merged in block order as they arrive; blocks that come early wait."""
-
-    def __init__(self) -> None:
-        self.merged: SimResult | None = None
-        self.next = 0
-        self.early: dict[int, SimResult] = {}
-
-    def add(self, block: int, part: SimResult) -> None:
-        self.early[block] = part
-        while self.next in self.early:
-            part = self.early.pop(self.next)
-            self.merged = part if self.merged is None else merge_results([self.merged, part])
-            self.next += 1
 
 
 class DaskEngine(Engine):
@@ -190,43 +182,70 @@ class DaskEngine(Engine):
         # A list of one: scatter() would send a tuple's or a dict's items one by one.
         return self.client.scatter([value], broadcast=True, hash=False)[0]
 
-    def _gather(self, futures: list[Any], on_result: Callable[[int, Any], None]) -> None:
-        """``on_result(index, value)`` for each future as it finishes; the rest are cancelled on error."""
+    @contextlib.contextmanager
+    def _running(self, futures: list[Any]) -> Iterator[None]:
+        """Dead workers or a lost scheduler as one EngineError line; on any failure the futures that
+        have not finished are cancelled."""
         distributed = import_distributed()
-        index = {f.key: i for i, f in enumerate(futures)}
         self.tasks += len(futures)
         try:
-            for future in distributed.as_completed(futures, loop=self.client.loop):
-                on_result(index[future.key], future.result())
-                future.release()
+            yield
         except distributed.KilledWorker as e:
-            raise EngineError(f"Dask workers died running {e.task!r} (each time it was retried); see the "
-                              f"workers' logs (memory?)") from None
+            raise EngineError(f"Dask workers died running {e.task!r} each time it was tried; see the workers' "
+                              f"logs (out of memory?)") from None
+        except distributed.comm.CommClosedError as e:
+            raise EngineError(f"lost the connection to the Dask scheduler: {str(e).splitlines()[0]}") from None
         finally:
             self.client.cancel([f for f in futures if not f.done()])
+
+    def _each_done(self, futures: list[Any], on_done: Callable[[int, Any], None]) -> None:
+        """``on_done(index, future)`` for each future as it finishes (a task's error is raised here)."""
+        distributed = import_distributed()
+        index = {f.key: i for i, f in enumerate(futures)}
+        for future in distributed.as_completed(futures, loop=self.client.loop):
+            if future.status == "error":
+                future.result()
+            on_done(index[future.key], future)
+
+    def _merge_tree(self, parts: list[Any], key: str) -> list[Any]:
+        """Merge tasks, adjacent blocks in pairs, level by level (on the workers, so that this process
+        receives one result per spec, not every block's per-deal arrays); the last is the root."""
+        merges, level = [], 0
+        while len(parts) > 1:
+            pairs = [parts[j:j + 2] for j in range(0, len(parts), 2)]
+            parts = [self.client.submit(merge_pair, *pair, key=f"{key}-merge-{level}-{j}") if len(pair) == 2
+                     else pair[0] for j, pair in enumerate(pairs)]
+            merges += [f for f, pair in zip(parts, pairs) if len(pair) == 2]
+            level += 1
+        return merges
 
     def simulate_many(self, specs: list[SimSpec], progress: Callable[[int, int], None] | None = None
                       ) -> list[SimResult]:
         run = uuid.uuid4().hex[:8]
-        futures, owner = [], []
+        self.workers = len(self.client.scheduler_info()["workers"]) or self.workers  # the cluster may scale
+        blocks, sizes, roots, merges = [], [], [], []
         for i, spec in enumerate(specs):
             data = self._scatter(spec)
-            for b, (first, count) in enumerate(self.blocks(spec.n_trials)):
-                futures.append(self.client.submit(run_block, data, first, count, key=f"forecaster-{run}-{i}-{b}"))
-                owner.append((i, b))
-        merged = [_InOrder() for _ in specs]
-        total, done = sum(s.n_trials for s in specs), 0
+            split = self.blocks(spec.n_trials)
+            mine = [self.client.submit(run_block, data, first, count, key=f"forecaster-{run}-{i}-block-{b}")
+                    for b, (first, count) in enumerate(split)]
+            blocks += mine
+            sizes += [count for _, count in split]
+            merges += self._merge_tree(mine, f"forecaster-{run}-{i}")
+            roots.append(merges[-1] if len(mine) > 1 else mine[0])
+        total, done, root_keys = sum(s.n_trials for s in specs), 0, {f.key for f in roots}
 
-        def on_result(k: int, part: SimResult) -> None:
+        def on_done(k: int, future: Any) -> None:
             nonlocal done
-            i, b = owner[k]
-            merged[i].add(b, part)
-            done += part.n_trials
+            done += sizes[k]
             if progress is not None:
                 progress(done, total)
+            if future.key not in root_keys:
+                future.release()  # the scheduler keeps it for its merge task
 
-        self._gather(futures, on_result)
-        return [m.merged for m in merged]
+        with self._running(blocks + merges):
+            self._each_done(blocks, on_done)
+            return self.client.gather(roots)
 
     def map(self, fn: Callable[[Any, Any], Any], items: Iterable[Any], shared: Any,
             progress: Callable[[int], None] | None = None) -> list[Any]:
@@ -236,12 +255,14 @@ class DaskEngine(Engine):
                    for k, item in enumerate(items)]
         out: list[Any] = [None] * len(futures)
 
-        def on_result(k: int, value: Any) -> None:
-            out[k] = value
+        def on_done(k: int, future: Any) -> None:
+            out[k] = future.result()
+            future.release()
             if progress is not None:
                 progress(k)
 
-        self._gather(futures, on_result)
+        with self._running(futures):
+            self._each_done(futures, on_done)
         return out
 
     def describe(self) -> dict[str, Any]:
