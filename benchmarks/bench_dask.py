@@ -7,9 +7,13 @@ The problem is bench_kernel's synthetic 7-stage funnel (90-day window, open deal
 the wall time of the run (best of --repeats, with the cluster started and every worker's kernel loaded
 by a warm-up run first: both timed apart), its throughput in deal-trials per second, the parallel
 efficiency (throughput over k times that of one worker process), whether the result is the local one
-bit for bit, and each worker's peak resident memory (VmHWM) against its memory after start. The fixed
-cost of a task: blocks of one trial on one worker, for a small deal table and for the large one (whose
-per-deal results, deals x window days, travel back with every block). Writes benchmarks/results/dask.json.
+bit for bit, and each worker's peak resident memory (VmHWM) against its memory after start. On a shared machine the wall
+clock also measures the neighbours, so the workers' CPU seconds are reported too: their ratio to one
+worker's ("work efficiency") is the engine's own overhead (merges, transfers). The fixed cost of a task:
+blocks of one trial on one worker, for a small deal table and for the large one (whose per-deal
+results, deals x window days, are merged on the workers). From the one-worker CPU rate, the task cost
+and the merge cost, a projection for a cluster with a free core per worker and NETWORK_BYTES_PER_S
+between machines. Writes benchmarks/results/dask.json.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
+import resource
 import platform
 import sys
 import time
@@ -26,7 +32,8 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from forecaster.sim import cluster
+from forecaster.files import write_atomic
+from forecaster.sim import cluster, merge_results
 from forecaster.sim.engines import SimSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,6 +42,16 @@ from bench_kernel import synthetic_problem, timed, window_kw  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "dask.json"
 MACHINE_NOTE = ("a 2-core machine shared with other engineers' jobs: timings are noisy, and 4 worker "
                 "processes share 2 cores")
+
+
+NETWORK_BYTES_PER_S = 1e9  # an assumption of the projection: 10 Gb/s Ethernet at about 80%
+PROJECTED_WORKERS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def cpu_s() -> float:
+    """CPU seconds this process has used (user + system)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def memory_kib() -> dict[str, int]:
@@ -81,14 +98,39 @@ def bench_workers(k: int, spec: SimSpec, warm: SimSpec, local, repeats: int) -> 
         engine.simulate(warm)
         warm_s = time.perf_counter() - t
         results = []
+        load = os.getloadavg()[0]
+        cpu0 = engine.client.run(cpu_s)
         best, median = timed(lambda: results.append(engine.simulate(spec)), repeats)
+        cpu1 = engine.client.run(cpu_s)
         peak = engine.client.run(memory_kib)
         blocks = len(engine.blocks(spec.n_trials))
     deal_trials = spec.deals.n_deals * spec.n_trials
     return {"workers": k, "start_s": start_s, "warm_up_s": warm_s, "best_s": best, "median_s": median,
             "blocks": blocks, "deal_trials_per_s": deal_trials / best, "identical_to_local": same_result(results[-1], local),
+            "worker_cpu_s_per_run": sum(cpu1[w] - cpu0[w] for w in cpu0) / repeats, "load_average_1min": load,
             "worker_rss_after_start_mib": sorted(m["VmRSS"] / 1024 for m in after_start.values()),
             "worker_peak_rss_mib": sorted(m["VmHWM"] / 1024 for m in peak.values())}
+
+
+def projection(out: dict) -> dict:
+    """Wall seconds of the benchmark's forecast on k workers with a free core each: rounds of blocks
+    at the one-worker CPU rate plus each block's fixed cost, then the merge tree's levels (a merge's
+    CPU and one block's per-deal arrays over the network)."""
+    p, one = out["problem"], next(r for r in out["dask"] if r["workers"] == 1)
+    rate = p["deal_trials"] / one["worker_cpu_s_per_run"]
+    task_s = out["task_overhead_s"][f"deals_{p['open_deals']}"]
+    payload = p["open_deals"] * (p["window_days"] + 2) * 4  # win-day histogram, won and lost counts
+    rows = []
+    for k in PROJECTED_WORKERS:
+        blocks = min(k * cluster.BLOCKS_PER_WORKER, max(1, p["trials"] // cluster.MIN_BLOCK_TRIALS))
+        levels = math.ceil(math.log2(blocks)) if blocks > 1 else 0
+        wall = (math.ceil(blocks / k) * (p["deal_trials"] / blocks / rate + task_s)
+                + levels * (out["merge_s"] + payload / NETWORK_BYTES_PER_S))
+        rows.append({"workers": k, "blocks": blocks, "projected_s": wall,
+                     "deal_trials_per_s": p["deal_trials"] / wall})
+    for r in rows:
+        r["efficiency"] = r["deal_trials_per_s"] / (r["workers"] * rows[0]["deal_trials_per_s"])
+    return {"network_bytes_per_s": NETWORK_BYTES_PER_S, "one_worker_cpu_rate": rate, "rows": rows}
 
 
 def main() -> None:
@@ -125,16 +167,18 @@ def main() -> None:
     one = next((r for r in out["dask"] if r["workers"] == 1), None)
     for r in out["dask"]:
         r["efficiency"] = r["deal_trials_per_s"] / (r["workers"] * one["deal_trials_per_s"]) if one else None
+        r["work_efficiency"] = one["worker_cpu_s_per_run"] / r["worker_cpu_s_per_run"] if one else None
     with cluster.DaskEngine.start(workers=1) as engine:
         out["task_overhead_s"] = {"deals_1000": task_overhead_s(engine, spec_of(1_000, 1), 100),
                                   f"deals_{args.deals}": task_overhead_s(engine, spec, 10)}
+    t = time.perf_counter()
+    merge_results([local, local])
+    out["merge_s"] = time.perf_counter() - t
+    out["projection"] = projection(out) if one else None
     report(out)
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp = RESULTS.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(out, indent=1) + "\n")
-        tmp.replace(RESULTS)
-        print(f"wrote {RESULTS}")
+        path = write_atomic(RESULTS, json.dumps(out, indent=1) + "\n")
+        print(f"wrote {path}")
 
 
 def report(out: dict) -> None:
@@ -144,13 +188,17 @@ def report(out: dict) -> None:
     print(f"local, {loc['threads']} numba threads: {loc['best_s']:.1f} s, {loc['deal_trials_per_s']:.3g} deal-trials/s, "
           f"peak {loc['peak_rss_mib']:.0f} MiB")
     for r in out["dask"]:
-        eff = f"{r['efficiency']:.0%}" if r["efficiency"] is not None else "-"
+        eff = f"{r['efficiency']:.0%}, work {r['work_efficiency']:.0%}" if r["efficiency"] is not None else "-"
         print(f"dask, {r['workers']} workers: {r['best_s']:.1f} s, {r['deal_trials_per_s']:.3g} deal-trials/s, "
               f"efficiency {eff}, {r['blocks']} blocks, identical {r['identical_to_local']}, start {r['start_s']:.1f} s, "
               f"warm-up {r['warm_up_s']:.1f} s, worker peak {max(r['worker_peak_rss_mib']):.0f} MiB "
-              f"(after start {max(r['worker_rss_after_start_mib']):.0f})")
+              f"(after start {max(r['worker_rss_after_start_mib']):.0f}), load {r['load_average_1min']:.1f}")
     for name, s in out["task_overhead_s"].items():
         print(f"one task of one trial, {name.replace('_', ' ')}: {s * 1000:.1f} ms")
+    print(f"merge of two results: {out['merge_s'] * 1000:.0f} ms")
+    for r in (out["projection"] or {}).get("rows", []):
+        print(f"projected, {r['workers']} workers with a free core each: {r['projected_s']:.1f} s "
+              f"({r['blocks']} blocks, efficiency {r['efficiency']:.0%})")
 
 
 if __name__ == "__main__":

@@ -39,11 +39,12 @@ from forecaster.sim.engines import Engine, SimSpec, trial_blocks
 from forecaster.sim.results import SimResult, merge_results
 
 CONNECT_TIMEOUT_S = 10.0
-# Blocks per worker and spec: enough to balance uneven workers and to lose little to a dead one; each at
-# least MIN_BLOCK_TRIALS trials, so the fixed cost of a task (about 10-20 ms measured, benchmarks/
-# bench_dask.py) stays small against its simulation.
+# Blocks per worker and spec: enough to balance uneven workers and to lose little to a dead one. Each has
+# at least MIN_BLOCK_TRIALS trials: a block's fixed cost grows with the deals (the kernel prepares each
+# open deal's first-spell tables once per call, about 0.9 us a deal against about 15 ns a deal-trial,
+# benchmarks/bench_dask.py), so 500 trials keep it near a tenth of the block's work at any deal count.
 BLOCKS_PER_WORKER = 4
-MIN_BLOCK_TRIALS = 250
+MIN_BLOCK_TRIALS = 500
 THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 WORKER_ENV = {name: "1" for name in THREAD_VARIABLES}
