@@ -122,7 +122,7 @@ def projection(out: dict) -> dict:
     payload = p["open_deals"] * (p["window_days"] + 2) * 4  # win-day histogram, won and lost counts
     rows = []
     for k in PROJECTED_WORKERS:
-        blocks = min(k * cluster.BLOCKS_PER_WORKER, max(1, p["trials"] // cluster.MIN_BLOCK_TRIALS))
+        blocks = cluster.block_count(p["trials"], k)
         levels = math.ceil(math.log2(blocks)) if blocks > 1 else 0
         wall = (math.ceil(blocks / k) * (p["deal_trials"] / blocks / rate + task_s)
                 + levels * (out["merge_s"] + payload / NETWORK_BYTES_PER_S))
@@ -141,7 +141,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="20k deals x 2k trials")
     ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--table", action="store_true", help="print docs/scale.md's tables from the results file")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(RESULTS.read_text())))
+        return
     if args.quick:
         args.deals, args.trials = 20_000, 2_000
     spec = spec_of(args.deals, args.trials)
@@ -150,7 +154,9 @@ def main() -> None:
     deal_trials = args.deals * args.trials
 
     results = []
+    load, cpu0 = os.getloadavg()[0], cpu_s()
     best, median = timed(lambda: results.append(spec.run()), args.repeats)
+    local_cpu_s = (cpu_s() - cpu0) / args.repeats
     local = results[-1]
     out = {"machine": {"note": MACHINE_NOTE, "cpus": os.cpu_count(), "python": platform.python_version(),
                        "numba": numba.__version__, "platform": platform.platform()},
@@ -158,7 +164,8 @@ def main() -> None:
                        "stages": spec.stage.n_stages, "deal_trials": deal_trials,
                        "steps_per_deal_trial": local.deal_steps / local.deal_trials},
            "local": {"threads": numba.get_num_threads(), "best_s": best, "median_s": median,
-                     "deal_trials_per_s": deal_trials / best, "peak_rss_mib": memory_kib()["VmHWM"] / 1024},
+                     "deal_trials_per_s": deal_trials / best, "cpu_s_per_run": local_cpu_s,
+                     "load_average_1min": load, "peak_rss_mib": memory_kib()["VmHWM"] / 1024},
            "dask": []}
     for k in (int(k) for k in args.workers.split(",")):
         row = bench_workers(k, spec, warm, local, args.repeats)
@@ -179,6 +186,31 @@ def main() -> None:
     if not args.no_write:
         path = write_atomic(RESULTS, json.dumps(out, indent=1) + "\n")
         print(f"wrote {path}")
+
+
+def markdown(out: dict) -> str:
+    """docs/scale.md's tables: the measured runs, the fixed costs, the projection."""
+    loc = out["local"]
+    lines = ["| engine | wall s | deal-trials/s | parallel efficiency | work efficiency | load avg | "
+             "peak memory per process |", "|---|---|---|---|---|---|---|",
+             f"| local, {loc['threads']} numba threads | {loc['best_s']:.1f} | {loc['deal_trials_per_s']:.3g} | | | "
+             f"{loc.get('load_average_1min', float('nan')):.1f} | {loc['peak_rss_mib']:.0f} MiB (whole process) |"]
+    for r in out["dask"]:
+        lines.append(f"| dask, {r['workers']} worker process{'es' if r['workers'] > 1 else ''} ({r['blocks']} blocks) | "
+                     f"{r['best_s']:.1f} | {r['deal_trials_per_s']:.3g} | {r['efficiency']:.0%} | "
+                     f"{r['work_efficiency']:.0%} | {r['load_average_1min']:.1f} | "
+                     f"{max(r['worker_peak_rss_mib']):.0f} MiB (after start {max(r['worker_rss_after_start_mib']):.0f}) |")
+    n = out["problem"]["open_deals"]
+    cost, large = out["task_overhead_s"], out["task_overhead_s"][f"deals_{n}"]
+    first = out["dask"][0]
+    lines += ["", f"Fixed costs: a task of one trial {cost['deals_1000'] * 1000:.0f} ms with 1,000 deals and "
+              f"{large * 1000:.0f} ms with {n:,}; "
+              f"a merge of two results {out['merge_s'] * 1000:.0f} ms; starting a local cluster of "
+              f"{first['workers']} {first['start_s']:.1f} s, the first (warm-up) run {first['warm_up_s']:.1f} s.",
+              "", "| workers (a free core each) | blocks | projected wall s | parallel efficiency |", "|---|---|---|---|"]
+    for r in out["projection"]["rows"]:
+        lines.append(f"| {r['workers']} | {r['blocks']} | {r['projected_s']:.1f} | {r['efficiency']:.0%} |")
+    return "\n".join(lines)
 
 
 def report(out: dict) -> None:

@@ -99,6 +99,15 @@ def test_trial_blocks_cover_the_run_in_order():
         assert max(c for _, c in blocks) - min(c for _, c in blocks) <= 1
 
 
+def test_block_count_fills_every_worker_and_keeps_blocks_large():
+    cases = {(20_000, 1): 4, (20_000, 4): 16, (20_000, 16): 32, (20_000, 32): 32, (20_000, 64): 40,
+             (4000, 2): 8, (3001, 3): 6, (100, 4): 1, (499, 1): 1}
+    for (n_trials, workers), blocks in cases.items():
+        assert cluster.block_count(n_trials, workers) == blocks, (n_trials, workers)
+        sizes = [count for _, count in trial_blocks(n_trials, blocks)]
+        assert min(sizes) >= min(n_trials, cluster.MIN_BLOCK_TRIALS)
+
+
 def test_blocks_of_a_run_merge_into_the_run_bit_for_bit():
     base = prepare(forecaster.load_config(SAMPLE).with_forecast(trials=1000, seed=11))
     spec = SimSpec(base.stage, base.deals, n_trials=1000, seed=11, start_off=base.start_off, end_off=base.end_off,

@@ -53,6 +53,14 @@ INSTALL = 'pip install "forecaster[dask]"'
 _KERNEL_TURNS = threading.Lock()
 
 
+def block_count(n_trials: int, workers: int) -> int:
+    """Blocks of a run of ``n_trials`` on ``workers``: BLOCKS_PER_WORKER each, fewer (a whole number per
+    worker, so no round runs half empty) where blocks would fall under MIN_BLOCK_TRIALS trials."""
+    most = max(1, n_trials // MIN_BLOCK_TRIALS)
+    per_worker = min(BLOCKS_PER_WORKER, most // max(workers, 1))
+    return workers * per_worker if per_worker else most
+
+
 def import_distributed() -> Any:
     """dask.distributed, or an EngineError saying how to install it."""
     try:
@@ -177,7 +185,7 @@ class DaskEngine(Engine):
         return states
 
     def blocks(self, n_trials: int) -> list[tuple[int, int]]:
-        return trial_blocks(n_trials, min(self.workers * BLOCKS_PER_WORKER, max(1, n_trials // MIN_BLOCK_TRIALS)))
+        return trial_blocks(n_trials, block_count(n_trials, self.workers))
 
     def _scatter(self, value: Any) -> Any:
         # A list of one: scatter() would send a tuple's or a dict's items one by one.
