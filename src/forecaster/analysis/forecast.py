@@ -11,7 +11,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -161,19 +161,22 @@ def bootstrap_blocks(n_trials: int) -> list[tuple[int, int]]:
     return trial_blocks(n_trials, min(UNCERTAINTY_BLOCKS, n_trials))
 
 
-def bootstrap_units(base: Base) -> Iterator[tuple[int, np.ndarray, int]]:
-    """(block, resampled deal indices, trials) of each bootstrap block, drawn here, in block order,
-    from the run's seed (a generator: the local engine holds one block's indices at a time)."""
+def resample_indices(base: Base, block: int) -> np.ndarray:
+    """int64 [deals known at as-of]: the bootstrap resample of block ``block``, the block-th draw of the
+    run's bootstrap stream, drawn again from the start so that a block needs only its index (no worker
+    receives or draws anything else)."""
     rng = np.random.default_rng([base.config.forecast.seed, 0x0B007])
-    for b, (_, n_trials) in enumerate(bootstrap_blocks(base.config.forecast.trials)):
-        yield b, rng.integers(0, base.data.n_deals, base.data.n_deals), n_trials
+    for _ in range(block):
+        rng.integers(0, base.data.n_deals, base.data.n_deals)
+    return rng.integers(0, base.data.n_deals, base.data.n_deals)
 
 
-def bootstrap_block(base: Base, unit: tuple[int, np.ndarray, int]) -> SimResult:
-    """One bootstrap block: the model refitted to the unit's resample, its trials on the block's seed."""
-    b, idx, n_trials = unit
+def bootstrap_block(base: Base, unit: tuple[int, int]) -> SimResult:
+    """One bootstrap block (index, trials): the model refitted to the block's resample, its trials on the
+    block's seed."""
+    b, n_trials = unit
     cfg = base.config
-    model = fit(resample(base.data, idx), cfg, base.model.groups)
+    model = fit(resample(base.data, resample_indices(base, b)), cfg, base.model.groups)
     return simulate_base(base, stage=model_tables(model, cfg),
                          arrivals=model.arrivals if cfg.forecast.new_deals else None,
                          n_trials=n_trials, seed=block_seed(cfg.forecast.seed, b))
@@ -188,14 +191,15 @@ def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = 
     cfg = base.config
     if not cfg.forecast.parameter_uncertainty:
         return simulate_base(base, progress=progress, engine=engine)
-    sizes, done = [n for _, n in bootstrap_blocks(cfg.forecast.trials)], [0]
+    units = [(b, n) for b, (_, n) in enumerate(bootstrap_blocks(cfg.forecast.trials))]
+    done = [0]
 
     def step(b: int) -> None:  # blocks may finish in any order on a Dask engine
-        done[0] += sizes[b]
+        done[0] += units[b][1]
         if progress is not None:
             progress(done[0], cfg.forecast.trials)
 
-    parts = engine.map(bootstrap_block, bootstrap_units(base), base, progress=step)
+    parts = engine.map(bootstrap_block, units, base, progress=step)
     return replace(merge_results(parts), seed=cfg.forecast.seed)
 
 
