@@ -202,11 +202,12 @@ def markdown(out: dict) -> str:
                      f"{max(r['worker_peak_rss_mib']):.0f} MiB (after start {max(r['worker_rss_after_start_mib']):.0f}) |")
     n = out["problem"]["open_deals"]
     cost, large = out["task_overhead_s"], out["task_overhead_s"][f"deals_{n}"]
-    first = out["dask"][0]
     lines += ["", f"Fixed costs: a task of one trial {cost['deals_1000'] * 1000:.0f} ms with 1,000 deals and "
-              f"{large * 1000:.0f} ms with {n:,}; "
-              f"a merge of two results {out['merge_s'] * 1000:.0f} ms; starting a local cluster of "
-              f"{first['workers']} {first['start_s']:.1f} s, the first (warm-up) run {first['warm_up_s']:.1f} s.",
+              f"{large * 1000:.0f} ms with {n:,}; a merge of two results {out['merge_s'] * 1000:.0f} ms; starting "
+              "a local cluster " + ", ".join(f"{r['start_s']:.1f} s ({r['workers']} worker{'s' * (r['workers'] > 1)})"
+                                              for r in out["dask"])
+              + ", and its first run (each worker loads the kernel) "
+              + ", ".join(f"{r['warm_up_s']:.1f} s" for r in out["dask"]) + ".",
               "", "| workers (a free core each) | blocks | projected wall s | parallel efficiency |", "|---|---|---|---|"]
     for r in out["projection"]["rows"]:
         lines.append(f"| {r['workers']} | {r['blocks']} | {r['projected_s']:.1f} | {r['efficiency']:.0%} |")

@@ -41,7 +41,7 @@ from forecaster.sim.results import SimResult, merge_results
 CONNECT_TIMEOUT_S = 10.0
 # Blocks per worker and spec: enough to balance uneven workers and to lose little to a dead one. Each has
 # at least MIN_BLOCK_TRIALS trials: a block's fixed cost grows with the deals (the kernel prepares each
-# open deal's first-spell tables once per call, about 0.9 us a deal against about 15 ns a deal-trial,
+# open deal's first-spell tables once per call, about 0.9 us a deal against about 17 ns a deal-trial,
 # benchmarks/bench_dask.py), so 500 trials keep it near a tenth of the block's work at any deal count.
 BLOCKS_PER_WORKER = 4
 MIN_BLOCK_TRIALS = 500
