@@ -8,7 +8,9 @@ scenarios, plan, funnel, backtest) -> ``report`` (terminal, files). The public A
   -> ``PipelineModel``;
 - ``forecast``, ``compare``, ``plan``, ``backtest``, ``funnel``: one call per job (forecaster.api);
   ``html_report`` renders their finished results as one HTML page;
-- errors: ``ForecasterError`` and its kinds ``ConfigError``, ``DataError``, ``ModelError``.
+- ``open_engine(config.engine)``: where simulations run (local threads or Dask workers), reusable across
+  calls through their ``engine=`` argument;
+- errors: ``ForecasterError`` and its kinds ``ConfigError``, ``DataError``, ``ModelError``, ``EngineError``.
 
 The names are imported on first use, so ``import forecaster`` (and the CLI's ``--help``) does not load
 numba until a job needs it.
@@ -20,20 +22,20 @@ import importlib
 from typing import Any
 
 from forecaster._version import __version__
-from forecaster.errors import ConfigError, DataError, ForecasterError, ModelError
+from forecaster.errors import ConfigError, DataError, EngineError, ForecasterError, ModelError
 
 _LAZY = {
     "Backtest": "forecaster.api", "Comparison": "forecaster.api", "backtest": "forecaster.api",
     "compare": "forecaster.api", "fit": "forecaster.api", "forecast": "forecaster.api",
     "funnel": "forecaster.api", "load": "forecaster.api", "plan": "forecaster.api", "html_report": "forecaster.api",
     "Forecast": "forecaster.analysis.forecast", "Config": "forecaster.config", "load_config": "forecaster.config",
-    "Snapshot": "forecaster.crm", "PipelineModel": "forecaster.model",
+    "Snapshot": "forecaster.crm", "PipelineModel": "forecaster.model", "open_engine": "forecaster.sim.engines",
 }
 
 __all__ = [
-    "Backtest", "Comparison", "Config", "ConfigError", "DataError", "Forecast", "ForecasterError", "ModelError",
-    "PipelineModel", "Snapshot", "__version__", "backtest", "compare", "fit", "forecast", "funnel", "load",
-    "html_report", "load_config", "plan",
+    "Backtest", "Comparison", "Config", "ConfigError", "DataError", "EngineError", "Forecast", "ForecasterError",
+    "ModelError", "PipelineModel", "Snapshot", "__version__", "backtest", "compare", "fit", "forecast", "funnel",
+    "html_report", "load", "load_config", "open_engine", "plan",
 ]
 
 

@@ -6,16 +6,21 @@
     model = forecaster.fit(snap, config)                               # -> fitted PipelineModel
     result = forecaster.forecast(config)                               # -> Forecast (summary, trials)
 
-Every function raises a ``ForecasterError`` (``ConfigError``, ``DataError``, ``ModelError``) whose
-``problems`` are one line each; nothing here prints or writes files.
+Every function raises a ``ForecasterError`` (``ConfigError``, ``DataError``, ``ModelError``,
+``EngineError``) whose ``problems`` are one line each; nothing here prints or writes files.
+
+``forecast``, ``compare``, ``plan`` and ``backtest`` run their simulations on ``config.engine`` (local
+threads, or Dask workers: the same results), connected before any work and closed after the call;
+pass ``engine=forecaster.open_engine(config.engine)`` to reuse one across calls.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -33,12 +38,23 @@ from forecaster.crm import Snapshot
 from forecaster.errors import ConfigError
 from forecaster.model import PipelineModel
 from forecaster.model import fit as _fit
+from forecaster.sim.engines import Engine, open_engine
 
 PLAN_MAX_TRIALS = 4000
 
 
 def _config(config: Config | str | Path) -> Config:
     return config if isinstance(config, Config) else load_config(config)
+
+
+@contextlib.contextmanager
+def _engine(cfg: Config, engine: Engine | None) -> Iterator[Engine]:
+    """The caller's engine, or the config's for this call (connected now, before any work; closed after)."""
+    if engine is not None:
+        yield engine
+        return
+    with open_engine(cfg.engine) as opened:
+        yield opened
 
 
 def load(config: Config | str | Path, as_of: dt.date | None = None) -> Snapshot:
@@ -61,13 +77,16 @@ def fit(snapshot: Snapshot, config: Config | str | Path) -> PipelineModel:
 
 
 def forecast(config: Config | str | Path, *, model_dir: str | Path | None = None,
-             progress: Callable[[int, int], None] | None = None) -> Forecast:
+             progress: Callable[[int, int], None] | None = None, engine: Engine | None = None) -> Forecast:
     """Forecast revenue and won deals in the config's window (as_of, start, end, trials, seed, quota from
     ``config.forecast``; override with ``config.with_forecast(...)``). ``model_dir``: reuse a saved model.
+    ``engine``: an open engine to run on (default: ``config.engine``'s, for this call).
     Returns a ``Forecast``: ``summary`` (the layout of summary.json), ``sim`` (per-trial and per-deal raw
     results), the snapshot and the model."""
-    return run_forecast(_config(config), model_dir=Path(model_dir) if model_dir is not None else None,
-                        progress=progress)
+    cfg = _config(config)
+    with _engine(cfg, engine) as eng:
+        return run_forecast(cfg, model_dir=Path(model_dir) if model_dir is not None else None,
+                            progress=progress, engine=eng)
 
 
 @dataclass(frozen=True)
@@ -79,30 +98,34 @@ class Comparison:
     trials: pa.Table
 
 
-def compare(config: Config | str | Path, *, progress: Callable[[str], None] | None = None) -> Comparison:
-    """Run the config's scenarios against the baseline on common random numbers (docs/scenarios.md)."""
+def compare(config: Config | str | Path, *, progress: Callable[[str], None] | None = None,
+            engine: Engine | None = None) -> Comparison:
+    """Run the config's scenarios against the baseline on common random numbers (docs/scenarios.md);
+    ``engine`` as for ``forecast``."""
     cfg = _config(config)
     scenarios = parse_scenarios(cfg)
     if not scenarios:
         raise ConfigError(f"{cfg.path or 'config'}: no scenarios to compare (add a 'scenarios:' list; "
                           f"see configs/scenarios.yaml)")
-    base = prepare(cfg)
-    values = _compare.segment_values(base)
-    for sc in scenarios:  # every problem before any simulation
-        sc.check(values, base.start, base.end)
-    result, table = _compare.compare(base, scenarios, progress)
+    with _engine(cfg, engine) as eng:
+        base = prepare(cfg)
+        values = _compare.segment_values(base)
+        for sc in scenarios:  # every problem before any simulation
+            sc.check(values, base.start, base.end)
+        result, table = _compare.compare(base, scenarios, progress, eng)
     return Comparison(result, table)
 
 
 def plan(config: Config | str | Path, target: float, *, confidence: float = 0.8, lever: str = "new_deals",
-         stage: str | None = None, trials: int | None = None) -> dict[str, Any]:
+         stage: str | None = None, trials: int | None = None, engine: Engine | None = None) -> dict[str, Any]:
     """How much of one lever (new_deals, conversion, duration, amount) makes P(revenue >= target) reach
     ``confidence``, answered in revenue-ops terms, with the reverse funnel. ``trials`` per evaluation
-    (default: the config's, at most 4,000)."""
+    (default: the config's, at most 4,000); ``engine`` as for ``forecast``."""
     cfg = _config(config)
     n = trials or min(cfg.forecast.trials, PLAN_MAX_TRIALS)
-    base = prepare(cfg.with_forecast(trials=n))
-    return _plan.explain(base, _plan.solve(base, target, confidence, lever, stage, n))
+    with _engine(cfg, engine) as eng:
+        base = prepare(cfg.with_forecast(trials=n))
+        return _plan.explain(base, _plan.solve(base, target, confidence, lever, stage, n, eng))
 
 
 @dataclass(frozen=True)
@@ -118,10 +141,14 @@ class Backtest:
 
 
 def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every: str = "month",
-             window: str = "quarter", progress: Callable[[dt.date], None] | None = None) -> Backtest:
+             window: str = "quarter", progress: Callable[[dt.date], None] | None = None,
+             engine: Engine | None = None) -> Backtest:
     """Rolling-origin backtest: forecasts as of each cutoff from ``start`` to ``end`` (every week, month or
-    quarter) over ``window`` (e.g. '90d', 'month', 'quarter'), scored against what happened."""
-    rows, summary = _backtest.backtest(_config(config), start, end, every, window, progress)
+    quarter) over ``window`` (e.g. '90d', 'month', 'quarter'), scored against what happened; ``engine``
+    as for ``forecast`` (the cutoffs run on its workers)."""
+    cfg = _config(config)
+    with _engine(cfg, engine) as eng:
+        rows, summary = _backtest.backtest(cfg, start, end, every, window, progress, eng)
     return Backtest(summary, rows)
 
 

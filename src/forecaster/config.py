@@ -13,12 +13,13 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
 from forecaster.calendar import PERIODS, as_date
 from forecaster.errors import ConfigError, Problems, suggest
+from forecaster.files import to_jsonable
 
 # Canonical column names of the data contract and the CRM-specific names mapped onto them.
 DEAL_COLUMNS = ("deal_id", "created_at", "amount", "status", "closed_at")
@@ -86,6 +87,21 @@ class FitConfig:
     min_bin_exits: int = 20
 
 
+ENGINES = ("local", "dask")
+SCHEDULER_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+]*://)?[\w.\-\[\]:]+:\d+$")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where simulations run: ``local`` (numba threads in this process) or ``dask`` (a Client on the
+    scheduler at ``address``; without one, a LocalCluster of ``workers`` processes; with one, ``workers``
+    is how many workers to wait for). Results are identical either way (sim.engines)."""
+
+    kind: str = "local"
+    address: str | None = None
+    workers: int | None = None
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataConfig
@@ -95,6 +111,7 @@ class Config:
     segment_by: tuple[str, ...] = ()
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     fit: FitConfig = field(default_factory=FitConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     scenarios: tuple[Mapping[str, Any], ...] = ()
     path: Path | None = None
     sha256: str = ""
@@ -108,23 +125,15 @@ class Config:
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, forecast=dataclasses.replace(self.forecast, **changes))
 
+    def with_engine(self, kind: str | None = None, address: str | None = None, workers: int | None = None) -> "Config":
+        """A copy with the engine overridden by CLI flags (None means keep); another kind starts afresh."""
+        base = self.engine if kind in (None, self.engine.kind) else EngineConfig(kind)
+        changes = {k: v for k, v in (("address", address), ("workers", workers)) if v is not None}
+        return dataclasses.replace(self, engine=dataclasses.replace(base, **changes))
+
     def to_dict(self) -> dict[str, Any]:
-        """The resolved config as plain YAML-able data (paths as written absolute)."""
-
-        def plain(v: Any) -> Any:
-            if dataclasses.is_dataclass(v):
-                return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
-            if isinstance(v, Mapping):
-                return {str(k): plain(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple)):
-                return [plain(x) for x in v]
-            if isinstance(v, Path):
-                return str(v)
-            if isinstance(v, dt.date):
-                return v.isoformat()
-            return v
-
-        out = plain(self)
+        """The resolved config as plain YAML-able data (paths as written absolute, dates as ISO text)."""
+        out = to_jsonable(dataclasses.asdict(self))
         out.pop("path", None)
         out.pop("sha256", None)
         return out
@@ -220,20 +229,11 @@ def _kind(v: Any) -> str:
     )
 
 
-TOP_KEYS = ("data", "stages", "won", "lost", "segment_by", "forecast", "fit", "scenarios")
-DATA_KEYS = (
-    "deals",
-    "stage_history",
-    "columns",
-    "status_values",
-    "date_format",
-    "recode",
-    "join",
-    "amount_fill",
-    "drop_missing_created",
-)
+TOP_KEYS = ("data", "stages", "won", "lost", "segment_by", "forecast", "fit", "engine", "scenarios")
+DATA_KEYS = tuple(f.name for f in dataclasses.fields(DataConfig))
 FORECAST_KEYS = tuple(f.name for f in dataclasses.fields(ForecastConfig))
 FIT_KEYS = tuple(f.name for f in dataclasses.fields(FitConfig))
+ENGINE_KEYS = tuple(f.name for f in dataclasses.fields(EngineConfig))
 
 
 def _parse_data(r: _Reader, raw: Any) -> DataConfig | None:
@@ -319,17 +319,7 @@ def _parse_data(r: _Reader, raw: Any) -> DataConfig | None:
     drop = r.typed(d.get("drop_missing_created", False), "data.drop_missing_created", (bool,), "true or false")
     if deals is None:
         return None
-    return DataConfig(
-        deals=deals,
-        stage_history=history,
-        columns=columns,
-        status_values=status_values,
-        date_format=date_format,
-        recode=recode,
-        join=tuple(joins),
-        amount_fill=fill,
-        drop_missing_created=bool(drop),
-    )
+    return DataConfig(deals, history, columns, status_values, date_format, recode, tuple(joins), fill, bool(drop))
 
 
 def _parse_forecast(r: _Reader, raw: Any) -> ForecastConfig:
@@ -374,6 +364,29 @@ def check_window(fc: ForecastConfig, problems: Problems) -> None:
         problems.add(f"config key 'forecast.end': {fc.end} is before forecast.start {fc.start}")
     if fc.as_of and fc.start and fc.start < fc.as_of:
         problems.add(f"config key 'forecast.start': {fc.start} is before forecast.as_of {fc.as_of}")
+
+
+def _parse_engine(r: _Reader, raw: Any) -> EngineConfig:
+    e = r.section(raw, "engine", ENGINE_KEYS)
+    kind = r.typed(e.get("kind", "local"), "engine.kind", (str,), "local or dask")
+    address = r.typed(e.get("address"), "engine.address", (str,), "a scheduler address like tcp://10.0.0.5:8786")
+    workers = r.typed(e.get("workers"), "engine.workers", (int,), "a whole number of worker processes")
+    check_engine(engine := EngineConfig(kind or "local", address, workers), r.problems)
+    return engine
+
+
+def check_engine(engine: EngineConfig, problems: Problems, label: Callable[[str], str] = "config key 'engine.{}'".format):
+    """A known kind, a well-formed address, workers >= 1, and address or workers only with dask; each
+    problem named by ``label(field)`` (the YAML key, or the CLI flag that set it)."""
+    if engine.kind not in ENGINES:
+        problems.add(f"{label('kind')}: '{engine.kind}' is not one of {', '.join(ENGINES)}{suggest(engine.kind, ENGINES)}")
+    if engine.address is not None and not SCHEDULER_ADDRESS.match(engine.address):
+        problems.add(f"{label('address')}: expected a scheduler address like tcp://10.0.0.5:8786, got '{engine.address}'")
+    if engine.workers is not None and engine.workers < 1:
+        problems.add(f"{label('workers')}: must be >= 1, got {engine.workers}")
+    for key in ("address", "workers"):
+        if engine.kind == "local" and getattr(engine, key) is not None:
+            problems.add(f"{label(key)}: applies to the dask engine only (engine.kind: dask, or --engine dask)")
 
 
 def _parse_fit(r: _Reader, raw: Any) -> FitConfig:
@@ -452,6 +465,7 @@ def parse_config(raw: Any, base_dir: Path, path: Path | None = None, text: str =
     segment_by = r.names(top.get("segment_by"), "segment_by", non_empty=False)
     forecast = _parse_forecast(r, top.get("forecast"))
     fit = _parse_fit(r, top.get("fit"))
+    engine = _parse_engine(r, top.get("engine"))
     scenarios = _parse_scenarios(r, top.get("scenarios"))
     p.raise_if_any()
     assert data is not None
@@ -463,6 +477,7 @@ def parse_config(raw: Any, base_dir: Path, path: Path | None = None, text: str =
         segment_by=segment_by,
         forecast=forecast,
         fit=fit,
+        engine=engine,
         scenarios=scenarios,
         path=path,
         sha256=hashlib.sha256(text.encode()).hexdigest(),

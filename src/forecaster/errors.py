@@ -30,6 +30,11 @@ class ModelError(ForecasterError):
     """A fitted model cannot be used (wrong format version, other data, unknown stage)."""
 
 
+class EngineError(ForecasterError):
+    """The simulation engine cannot run: Dask is not installed, the scheduler cannot be reached, or its
+    workers cannot run this forecaster."""
+
+
 class Problems:
     """Collects problems so a check can report all of them at once, then raise."""
 

@@ -35,6 +35,7 @@ from forecaster.calendar import step, to_date, to_day, window_end
 from forecaster.config import Config
 from forecaster.crm import WON, CRMData, load
 from forecaster.errors import ConfigError, ForecasterError
+from forecaster.sim.engines import LOCAL, Engine
 
 TARGETS = ("revenue", "won_deals")
 
@@ -152,41 +153,62 @@ def _deal_predictions(d: dt.date, last: dt.date, base: Base, sim: Any, view: bas
     return won, predictions
 
 
+@dataclasses.dataclass(frozen=True)
+class BacktestJob:
+    """What every cutoff of a backtest needs: the config, the full export and the window (sent to each
+    worker once on a Dask engine)."""
+
+    config: Config
+    full: CRMData
+    window: str
+    start_day: int
+
+
+def score_cutoff(job: BacktestJob, d: dt.date) -> dict[str, Any]:
+    """One cutoff: ``{"rows", "won", "predictions"}`` (every method and target; the deal-level outcome and
+    predictions), or ``{"error"}`` when no forecast can be made as of d. A pure function of its arguments,
+    so cutoffs run anywhere in any order."""
+    full, last = job.full, window_last_day(d, job.window)
+    try:
+        base = prepare(job.config.with_forecast(as_of=d, start=d, end=last), full=full)
+    except ForecasterError as e:
+        return {"error": " / ".join(e.problems)}
+    y_rev, y_won = actuals(full, d, last)
+    f_rows, sim = _forecaster_rows(d, base, y_rev, y_won)
+    b_rows, view = _baseline_rows(d, last, base, full, y_rev, y_won, job.start_day)
+    won, predictions = _deal_predictions(d, last, base, sim, view, full)
+    return {"rows": f_rows + b_rows, "won": won, "predictions": predictions}
+
+
 def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month", window: str = "quarter",
-             progress: Callable[[dt.date], None] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Rows (one per cutoff, method and target) and the summary (layout of backtest.json)."""
+             progress: Callable[[dt.date], None] | None = None, engine: Engine = LOCAL
+             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Rows (one per cutoff, method and target) and the summary (layout of backtest.json). The cutoffs are
+    independent units: on a Dask engine they run on the workers, with the same rows."""
     full = load(config)
     data_end = to_date(full.last_day())
-    start_day = baselines.history_start(full)
-    rows: list[dict[str, Any]] = []
-    deals = DealRecords()
     t0 = time.perf_counter()
-    used, failed, after_end = [], [], []
-    for d in cutoffs(start, end, every):
-        last = window_last_day(d, window)
-        if last > data_end:
-            after_end.append(d)  # the outcome is not fully known yet
-            continue
-        try:
-            base = prepare(config.with_forecast(as_of=d, start=d, end=last), full=full)
-        except ForecasterError as e:
-            failed.append({"cutoff": d.isoformat(), "error": " / ".join(e.problems)})
-            continue
-        if progress is not None:
-            progress(d)
-        used.append(d)
-        y_rev, y_won = actuals(full, d, last)
-        f_rows, sim = _forecaster_rows(d, base, y_rev, y_won)
-        b_rows, view = _baseline_rows(d, last, base, full, y_rev, y_won, start_day)
-        rows += f_rows + b_rows
-        deals.add(*_deal_predictions(d, last, base, sim, view, full))
+    every_cutoff = cutoffs(start, end, every)
+    # Only cutoffs whose outcome is fully known: the window ends before the data do.
+    candidates = [d for d in every_cutoff if window_last_day(d, window) <= data_end]
+    job = BacktestJob(config, full, window, baselines.history_start(full))
+    scored = engine.map(score_cutoff, candidates, job,
+                        progress=None if progress is None else (lambda i: progress(candidates[i])))
+    used = [d for d, r in zip(candidates, scored) if "rows" in r]
+    failed = [{"cutoff": d.isoformat(), "error": r["error"]} for d, r in zip(candidates, scored) if "error" in r]
     if not used:
         why = f"; failed: {failed[0]['cutoff']}: {failed[0]['error']}" if failed else ""
         raise ConfigError(f"backtest: no cutoff between {start} and {end} has a fitted model and a complete "
                           f"window before the data ends ({data_end}){why}")
+    rows: list[dict[str, Any]] = []
+    deals = DealRecords()
+    for r in scored:
+        if "rows" in r:
+            rows += r["rows"]
+            deals.add(r["won"], r["predictions"])
     summary = summarize_backtest(rows, window, *deals.arrays())
     summary["cutoff_dates"] = [u.isoformat() for u in used]
-    summary["left_out"] = {"after_data_end": len(after_end), "data_end": data_end.isoformat(),
+    summary["left_out"] = {"after_data_end": len(every_cutoff) - len(candidates), "data_end": data_end.isoformat(),
                            "reason": "the window ends after the data's last date, so its outcome is not known yet"}
     summary["failed_cutoffs"] = failed
     summary["elapsed_s"] = time.perf_counter() - t0
@@ -197,4 +219,4 @@ def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month",
     return rows, summary
 
 
-__all__ = ["actuals", "backtest", "cutoffs", "rows_table", "window_last_day"]
+__all__ = ["actuals", "backtest", "cutoffs", "rows_table", "score_cutoff", "window_last_day"]

@@ -17,13 +17,14 @@ from typing import Any, Callable
 import numpy as np
 import pyarrow as pa
 
-from forecaster.analysis.forecast import Base, simulate_base
+from forecaster.analysis.forecast import Base, base_spec
 from forecaster.analysis.funnel import cell_curve, quantile
 from forecaster.analysis.levers import apply_conversion, apply_duration, scale_arrivals
 from forecaster.analysis.scenarios import Scenario
 from forecaster.analysis.summary import summarize_base
 from forecaster.model import ArrivalTables, OpenDeals, StageTables, apply_stale
 from forecaster.sim import SimResult, stream_ids
+from forecaster.sim.engines import LOCAL, Engine, SimSpec
 
 Z95 = 1.959963984540054
 
@@ -148,15 +149,39 @@ def scenario_inputs(base: Base, sc: Scenario) -> ScenarioInputs:
                           0 if extra is None else extra.n_deals)
 
 
-def run_scenario(base: Base, sc: Scenario, n_trials: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> tuple[SimResult, dict[str, Any]]:
-    inp = scenario_inputs(base, sc)
-    sim = simulate_base(base, stage=inp.stage, deals=inp.deals, arrivals=inp.arrivals,
-                        amount_multiplier_new=inp.amount_multiplier_new, n_trials=n_trials, progress=progress)
+def scenario_spec(base: Base, inp: ScenarioInputs, n_trials: int | None = None) -> SimSpec:
+    return base_spec(base, stage=inp.stage, deals=inp.deals, arrivals=inp.arrivals,
+                     amount_multiplier_new=inp.amount_multiplier_new, n_trials=n_trials)
+
+
+def scenario_summary(base: Base, sc: Scenario, inp: ScenarioInputs, sim: SimResult) -> dict[str, Any]:
     summary = summarize_base(base, sim, inp.deals)
     summary["scenario"] = {"name": sc.name, "description": sc.description, "pruned_deals": inp.pruned_deals,
                            "pruned_amount": inp.pruned_amount, "campaign_deals": inp.campaign_deals}
-    return sim, summary
+    return summary
+
+
+def run_scenarios(base: Base, scenarios: list[Scenario], n_trials: int | None = None, engine: Engine = LOCAL,
+                  progress: Callable[[str], None] | None = None, baseline: bool = False
+                  ) -> list[tuple[SimResult, dict[str, Any]]]:
+    """Each scenario's trials and summary, their simulations run together on the engine; with
+    ``baseline``, the base's own run first (its summary has no scenario part). ``progress(name)`` as
+    each scenario's inputs are built."""
+    inputs = []
+    for sc in scenarios:
+        if progress is not None:
+            progress(sc.name)
+        inputs.append(scenario_inputs(base, sc))
+    specs = [scenario_spec(base, inp, n_trials) for inp in inputs]
+    sims = engine.simulate_many(([base_spec(base, n_trials=n_trials)] if baseline else []) + specs)
+    out = [(sims[0], summarize_base(base, sims[0]))] if baseline else []
+    return out + [(sim, scenario_summary(base, sc, inp, sim))
+                  for sc, inp, sim in zip(scenarios, inputs, sims[len(out):])]
+
+
+def run_scenario(base: Base, sc: Scenario, n_trials: int | None = None, engine: Engine = LOCAL
+                 ) -> tuple[SimResult, dict[str, Any]]:
+    return run_scenarios(base, [sc], n_trials, engine)[0]
 
 
 def paired_delta(x: np.ndarray, base: np.ndarray) -> dict[str, float]:
@@ -172,16 +197,14 @@ def p_better(x: np.ndarray, base: np.ndarray) -> float:
     return float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
 
 
-def compare(base: Base, scenarios: list[Scenario], progress: Callable[[str], None] | None = None
-            ) -> tuple[dict[str, Any], pa.Table]:
-    """Baseline and every scenario on the same seed; the compare.json object and per-trial results."""
-    base_sim = simulate_base(base)
-    out: dict[str, Any] = {"baseline": summarize_base(base, base_sim), "scenarios": []}
+def compare(base: Base, scenarios: list[Scenario], progress: Callable[[str], None] | None = None,
+            engine: Engine = LOCAL) -> tuple[dict[str, Any], pa.Table]:
+    """Baseline and every scenario on the same seed, run together on the engine; the compare.json object
+    and per-trial results."""
+    (base_sim, base_summary), *runs = run_scenarios(base, scenarios, engine=engine, progress=progress, baseline=True)
+    out: dict[str, Any] = {"baseline": base_summary, "scenarios": []}
     rows = [("baseline", base_sim)]
-    for sc in scenarios:
-        if progress is not None:
-            progress(sc.name)
-        sim, summary = run_scenario(base, sc)
+    for sc, (sim, summary) in zip(scenarios, runs):
         out["scenarios"].append({
             "name": sc.name,
             "summary": summary,
@@ -200,4 +223,4 @@ def compare(base: Base, scenarios: list[Scenario], progress: Callable[[str], Non
     return out, table
 
 
-__all__ = ["ScenarioInputs", "scenario_inputs", "run_scenario", "compare", "paired_delta", "p_better"]
+__all__ = ["ScenarioInputs", "scenario_inputs", "run_scenario", "run_scenarios", "compare", "paired_delta", "p_better"]

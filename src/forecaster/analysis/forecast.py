@@ -21,7 +21,8 @@ from forecaster.crm import CRMData, Snapshot, load, resample, snapshot
 from forecaster.errors import ConfigError, ModelError
 from forecaster.model import ArrivalTables, OpenDeals, PipelineModel, StageTables, apply_stale, fit
 from forecaster.analysis.summary import summarize_base
-from forecaster.sim import SimResult, merge_results, open_deals, simulate
+from forecaster.sim import SimResult, merge_results, open_deals
+from forecaster.sim.engines import LOCAL, Engine, SimSpec, trial_blocks
 
 MAX_HORIZON_DAYS = 3660  # ten years: far past any sales forecast, far below the kernel's day limit
 UNCERTAINTY_BLOCKS = 20
@@ -134,18 +135,22 @@ def prepare(config: Config, *, model_dir: Path | None = None, full: CRMData | No
                 {"load_s": t_loaded - t_start, "fit_s": t_fitted - t_loaded})
 
 
-def simulate_base(base: Base, *, stage: StageTables | None = None, deals: OpenDeals | None = None,
-                  arrivals: ArrivalTables | None | bool = True, amount_multiplier_new: float = 1.0,
-                  n_trials: int | None = None, seed: int | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> SimResult:
-    """Run the kernel on the base's inputs, or on changed tables (scenarios); same seed, same streams."""
-    return simulate(stage if stage is not None else base.stage, deals if deals is not None else base.deals,
-                    n_trials=n_trials or base.config.forecast.trials,
-                    seed=base.config.forecast.seed if seed is None else seed,
-                    start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
-                    arrivals=base.arrivals if arrivals is True else (arrivals or None),
-                    day_weekday=base.weekday, day_moq=base.moq,
-                    amount_multiplier_new=amount_multiplier_new, progress=progress)
+def base_spec(base: Base, *, stage: StageTables | None = None, deals: OpenDeals | None = None,
+              arrivals: ArrivalTables | None | bool = True, amount_multiplier_new: float = 1.0,
+              n_trials: int | None = None, seed: int | None = None) -> SimSpec:
+    """The kernel run on the base's inputs, or on changed tables (scenarios); same seed, same streams."""
+    return SimSpec(stage if stage is not None else base.stage, deals if deals is not None else base.deals,
+                   n_trials=n_trials or base.config.forecast.trials,
+                   seed=base.config.forecast.seed if seed is None else seed,
+                   start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
+                   arrivals=base.arrivals if arrivals is True else (arrivals or None),
+                   day_weekday=base.weekday, day_moq=base.moq, amount_multiplier_new=amount_multiplier_new)
+
+
+def simulate_base(base: Base, *, progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL,
+                  **changes: Any) -> SimResult:
+    """Run ``base_spec(base, **changes)`` on the engine (default: this process)."""
+    return engine.simulate(base_spec(base, **changes), progress)
 
 
 def block_seed(seed: int, block: int) -> int:
@@ -153,40 +158,62 @@ def block_seed(seed: int, block: int) -> int:
     return int((seed * 0x9E3779B97F4A7C15 + 0xD1B54A32D192ED03 * (block + 1)) % (1 << 63))
 
 
-def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = None) -> SimResult:
+def bootstrap_blocks(n_trials: int) -> list[tuple[int, int]]:
+    return trial_blocks(n_trials, min(UNCERTAINTY_BLOCKS, n_trials))
+
+
+def resample_indices(base: Base, block: int) -> np.ndarray:
+    """int64 [deals known at as-of]: the bootstrap resample of block ``block``, the block-th draw of the
+    run's bootstrap stream, drawn again from the start so that a block needs only its index (no worker
+    receives or draws anything else)."""
+    rng = np.random.default_rng([base.config.forecast.seed, 0x0B007])
+    for _ in range(block):
+        rng.integers(0, base.data.n_deals, base.data.n_deals)
+    return rng.integers(0, base.data.n_deals, base.data.n_deals)
+
+
+def bootstrap_block(base: Base, unit: tuple[int, int]) -> SimResult:
+    """One bootstrap block (index, trials): the model refitted to the block's resample, its trials on the
+    block's seed."""
+    b, n_trials = unit
+    cfg = base.config
+    model = fit(resample(base.data, resample_indices(base, b)), cfg, base.model.groups)
+    return simulate_base(base, stage=model_tables(model, cfg),
+                         arrivals=model.arrivals if cfg.forecast.new_deals else None,
+                         n_trials=n_trials, seed=block_seed(cfg.forecast.seed, b))
+
+
+def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL
+                      ) -> SimResult:
     """The forecast's trials. With ``forecast.parameter_uncertainty``, the trials are cut into blocks and
     each block runs on a model refitted to a bootstrap resample of the deals known at as-of (its own
-    derived seed), so the spread carries the estimation error of the tables and arrival rates too."""
+    derived seed), so the spread carries the estimation error of the tables and arrival rates too.
+    On a Dask engine the trials (or the bootstrap blocks) run on the workers, with the same result."""
     cfg = base.config
     if not cfg.forecast.parameter_uncertainty:
-        return simulate_base(base, progress=progress)
-    n_blocks = min(UNCERTAINTY_BLOCKS, cfg.forecast.trials)
-    sizes = np.full(n_blocks, cfg.forecast.trials // n_blocks)
-    sizes[: cfg.forecast.trials % n_blocks] += 1
-    rng = np.random.default_rng([cfg.forecast.seed, 0x0B007])
-    parts, done = [], 0
-    for b in range(n_blocks):
-        idx = rng.integers(0, base.data.n_deals, base.data.n_deals)
-        model = fit(resample(base.data, idx), cfg, base.model.groups)
-        parts.append(simulate_base(base, stage=model_tables(model, cfg),
-                                   arrivals=model.arrivals if cfg.forecast.new_deals else None,
-                                   n_trials=int(sizes[b]), seed=block_seed(cfg.forecast.seed, b)))
-        done += int(sizes[b])
+        return simulate_base(base, progress=progress, engine=engine)
+    units = [(b, n) for b, (_, n) in enumerate(bootstrap_blocks(cfg.forecast.trials))]
+    done = [0]
+
+    def step(b: int) -> None:  # blocks may finish in any order on a Dask engine
+        done[0] += units[b][1]
         if progress is not None:
-            progress(done, cfg.forecast.trials)
+            progress(done[0], cfg.forecast.trials)
+
+    parts = engine.map(bootstrap_block, units, base, progress=step)
     return replace(merge_results(parts), seed=cfg.forecast.seed)
 
 
 def run_forecast(config: Config, *, model_dir: Path | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> Forecast:
+                 progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL) -> Forecast:
     """Forecast revenue and won deals in the config's window (flags already merged into ``config``)."""
     t_start = time.perf_counter()
     base = prepare(config, model_dir=model_dir)
     t_prepared = time.perf_counter()
-    sim = simulate_forecast(base, progress=progress)
+    sim = simulate_forecast(base, progress=progress, engine=engine)
     t_simulated = time.perf_counter()
     summary = summarize_base(base, sim)
     summary["timing"] = {**base.timing, "simulate_s": t_simulated - t_prepared,
-                         "total_s": time.perf_counter() - t_start}
+                         "total_s": time.perf_counter() - t_start, "engine": engine.describe()}
     d = base.deals
     return Forecast(base.config, base.data, base.model, sim, base.open_idx, d.cell, d.age, summary, base)

@@ -5,7 +5,8 @@ log x between the neutral value 1 and the lever's sane limit. Every evaluation r
 the same seed (common random numbers), so P(x) is a smooth, monotone curve in x and the bisection does
 not chase noise. Levers: ``new_deals`` (arrival rate x), ``conversion`` (odds of moving forward versus
 lost x, at one stage or all), ``amount`` (deal size x, new and open deals), ``duration`` (time in stage x,
-searched downward: faster cycles).
+searched downward: faster cycles). On a Dask engine each evaluation runs as blocks of trials on the
+workers, and the bracket's two ends run together; the answer is the local one.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from forecaster.analysis.compare import run_scenario
+from forecaster.analysis.compare import run_scenarios
 from forecaster.analysis.forecast import Base
 from forecaster.analysis.funnel import absorption, cell_exit_shares, funnel
 from forecaster.analysis.levers import shift_conversion
 from forecaster.analysis.scenarios import Scenario
 from forecaster.errors import ConfigError, suggest
+from forecaster.sim.engines import LOCAL, Engine
 
 LEVER_LIMITS = {"new_deals": 10.0, "conversion": 20.0, "amount": 10.0, "duration": 0.1}
 ITERATIONS = 14  # log-x precision: ln(limit) / 2**14, well below any decision that depends on it
@@ -39,8 +41,9 @@ def lever_scenario(lever: str, x: float, stage: str | None) -> Scenario:
 
 
 def solve(base: Base, target: float, confidence: float, lever: str, stage: str | None = None,
-          n_trials: int | None = None) -> dict[str, Any]:
-    """The lever value reaching P(revenue >= target) >= confidence, or why none within the limit."""
+          n_trials: int | None = None, engine: Engine = LOCAL) -> dict[str, Any]:
+    """The lever value reaching P(revenue >= target) >= confidence, or why none within the limit
+    (``evaluations``: the lever values the search used, whatever the engine ran ahead)."""
     if not 0 < confidence < 1:
         raise ConfigError(f"--confidence {confidence}: expected a probability between 0 and 1")
     if target <= 0:
@@ -53,22 +56,34 @@ def solve(base: Base, target: float, confidence: float, lever: str, stage: str |
     if lever in ("new_deals", "amount") and stage is not None:
         raise ConfigError(f"--stage applies to the conversion and duration levers, not to {lever}")
     cache: dict[float, tuple[float, dict[str, Any]]] = {}
+    consulted: set[float] = set()
+
+    def evaluate(xs: list[float]) -> None:
+        """P(revenue >= target) at each new lever value, their simulations run together."""
+        new = [x for x in dict.fromkeys(xs) if x not in cache]
+        runs = run_scenarios(base, [lever_scenario(lever, x, stage) for x in new], n_trials, engine)
+        for x, (sim, summary) in zip(new, runs):
+            cache[x] = (float(np.mean(sim.revenue >= target)), summary)
 
     def p_reach(x: float) -> float:
-        if x not in cache:
-            sim, summary = run_scenario(base, lever_scenario(lever, x, stage), n_trials)
-            cache[x] = (float(np.mean(sim.revenue >= target)), summary)
+        evaluate([x])
+        consulted.add(x)
         return cache[x][0]
 
     limit = LEVER_LIMITS[lever]
+    if engine.workers > 1:
+        # The bracket's two ends do not depend on each other: one round on the workers (the limit is
+        # wasted only when the target is already reached). The bisection's steps depend on each other;
+        # each runs as blocks of trials on every worker.
+        evaluate([1.0, limit])
     p0 = p_reach(1.0)
     result: dict[str, Any] = {"target": target, "confidence": confidence, "lever": lever, "stage": stage,
                               "limit": limit, "p_now": p0, "trials": n_trials or base.config.forecast.trials}
     if p0 >= confidence:
-        result.update(reachable=True, multiplier=1.0, p_at_solution=p0, evaluations=len(cache))
+        result.update(reachable=True, multiplier=1.0, p_at_solution=p0, evaluations=len(consulted))
         return result
     if p_reach(limit) < confidence:
-        result.update(reachable=False, multiplier=None, p_at_solution=p_reach(limit), evaluations=len(cache))
+        result.update(reachable=False, multiplier=None, p_at_solution=p_reach(limit), evaluations=len(consulted))
         return result
     # In log x; P rises from lo to hi (for duration x falls: cycles speed up). Invariant: P(lo) < confidence
     # <= P(hi), both on the same trials, so the answer is bracketed exactly.
@@ -81,7 +96,7 @@ def solve(base: Base, target: float, confidence: float, lever: str, stage: str |
             lo = mid
     x = math.exp(hi)
     result.update(reachable=True, multiplier=x, multiplier_below=math.exp(lo), p_at_solution=p_reach(x),
-                  evaluations=len(cache), revenue_at_solution=cache[x][1]["revenue"])
+                  evaluations=len(consulted), revenue_at_solution=cache[x][1]["revenue"])
     return result
 
 

@@ -4,9 +4,11 @@ numba keys a cached function on its own file's timestamp, but the kernels compil
 modules (rng.py, the walk's helpers) into themselves: after an edit of rng.py alone, numba would load
 machine code built from the old rng.py. So the kernels' cache lives in
 ``<user cache dir>/forecaster/numba-<hash of sim/rng.py and sim/kernels/*.py, numba and Python versions>``:
-a changed source means a new directory, never a stale load. ``NUMBA_CACHE_DIR``, when the user sets it,
-is respected (numba's own rule then applies). Nothing is written at import except what numba itself
-writes to create its cache directory.
+a changed source means a new directory, never a stale load. Where that directory cannot be written (a
+read-only home, as on some cluster workers), ``<temp dir>/forecaster-<uid>`` takes its place, so every
+process, a Dask worker included, compiles the kernels at most once and then loads them.
+``NUMBA_CACHE_DIR``, when the user sets it, is respected (numba's own rule then applies). Nothing is
+written at import except what numba itself writes to create its cache directory.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -45,11 +48,25 @@ def user_cache_root() -> Path:
     return Path(base) / "forecaster"
 
 
+def writable(path: Path) -> bool:
+    """Whether ``path`` is, or could be created as, a directory this process can write (nothing is
+    created: the nearest existing ancestor decides)."""
+    for p in (path, *path.parents):
+        if p.exists():
+            return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+    return False
+
+
 def cache_dir() -> Path:
-    """The directory numba uses for the kernels in this process."""
+    """The directory numba uses for the kernels in this process (module docstring)."""
     if numba.config.CACHE_DIR:
         return Path(numba.config.CACHE_DIR)
-    return user_cache_root() / f"numba-{source_hash()}"
+    name = f"numba-{source_hash()}"
+    preferred = user_cache_root() / name
+    if writable(preferred):
+        return preferred
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"forecaster-{uid}" / name
 
 
 KERNEL_CACHE = cache_dir()

@@ -161,11 +161,11 @@ def _kernel_deals(stage: StageTables, deals: OpenDeals) -> K.KernelDeals:
                          sid=c(deals.stream_ids()), start=c(deals.starts()), s_prev=deal_s_prev(stage, deals))
 
 
-def _result(bufs: K.KernelBuffers, n_trials: int, seed: int, start_off: int, end_off: int, ps: np.ndarray,
-            G: int, deal_trials: int, deal_steps: int) -> SimResult:
-    """The kernel's output matrices as named per-trial and per-deal arrays."""
+def _result(bufs: K.KernelBuffers, first_trial: int, n_trials: int, seed: int, start_off: int, end_off: int,
+            ps: np.ndarray, G: int, deal_trials: int, deal_steps: int) -> SimResult:
+    """The kernel's output rows ``first_trial ..`` as named per-trial and per-deal arrays."""
     P = ps.shape[0] - 1
-    out_f, out_i = bufs.out_f, bufs.out_i
+    out_f, out_i = bufs.out_f[first_trial:], bufs.out_i[first_trial:]
     fp, fg, fs = 1, 1 + P, 1 + P + G
     ip, ig, is_ = 2, 2 + P, 2 + P + G
     return SimResult(
@@ -180,8 +180,8 @@ def _result(bufs: K.KernelBuffers, n_trials: int, seed: int, start_off: int, end
         period_wins=out_i[:, ip:ig].copy(),
         group_revenue=out_f[:, fg:fs].copy(),
         group_wins=out_i[:, ig:is_].copy(),
-        new_revenue=bufs.out_new_f,
-        new_wins=bufs.out_new_i,
+        new_revenue=bufs.out_new_f[first_trial:].copy() if first_trial else bufs.out_new_f,
+        new_wins=bufs.out_new_i[first_trial:].copy() if first_trial else bufs.out_new_i,
         lost_deals=out_i[:, 1].copy(),
         carried_deals=out_i[:, is_:].copy(),
         carried_amount=out_f[:, fs:].copy(),
@@ -209,6 +209,7 @@ def simulate(
     progress: Callable[[int, int], None] | None = None,
     track_win_days: bool = True,
     chunk_trials: int | None = None,
+    first_trial: int = 0,
 ) -> SimResult:
     """Monte Carlo forecast of the window [start_off, end_off] (inclusive day offsets from as_of).
 
@@ -219,8 +220,14 @@ def simulate(
     amounts drawn from the pools times ``amount_multiplier_new``. ``period_start``: int offsets, strictly
     rising from ``start_off`` to ``end_off + 1``. ``seed``: int in [0, 2**64); the only source of
     randomness. ``progress(done, total)`` is called after each chunk of ``chunk_trials`` trials
-    (default: bounded memory); neither changes the results.
+    (default: bounded memory); neither changes the results. ``first_trial``: the result holds trials
+    ``first_trial .. first_trial + n_trials - 1`` of the run (each trial's draws are keyed by its index),
+    so blocks of a run merged in order (``results.merge_results``) are the run, bit for bit. (The
+    kernel writes output row t for trial t: rows before ``first_trial`` are allocated but never
+    touched, so np.zeros leaves them unmapped.)
     """
+    if not isinstance(first_trial, (int, np.integer)) or first_trial < 0:
+        raise ValueError(f"first_trial must be a non-negative integer, got {first_trial!r}")
     _check_inputs(stage, deals, arrivals, end_off)
     ps, wd, mq = _check_window(start_off, end_off, period_start, n_trials, arrivals, day_weekday, day_moq, amount_multiplier_new)
     tab = compact_stage_tables(stage, end_off)
@@ -233,7 +240,7 @@ def simulate(
     nf, ni = K.n_float_fields(P, G, S), K.n_int_fields(P, G, S)
     tc_max = chunk_trials if chunk_trials is not None else default_chunk_trials(n, nf, ni)
     tc_max = int(max(1, min(tc_max, n_trials)))
-    bufs = _buffers(stage, n, n_trials, tc_max, P, W, arrivals is not None)
+    bufs = _buffers(stage, n, first_trial + n_trials, tc_max, P, W, arrivals is not None)
     keys = np.array([rng.domain_key(seed, d) for d in (rng.DOMAIN_OPEN, rng.DOMAIN_GAMMA, rng.DOMAIN_COUNT, rng.DOMAIN_NEW)], np.uint64)
     kdeals = _kernel_deals(stage, deals)
     karr = kernel_arrivals(arrivals, wd, mq, amount_multiplier_new, S)
@@ -241,13 +248,13 @@ def simulate(
 
     deal_trials = 0
     deal_steps = 0
-    t0 = 0
-    while t0 < n_trials:
-        tc = min(tc_max, n_trials - t0)
+    t0, t_end = first_trial, first_trial + n_trials
+    while t0 < t_end:
+        tc = min(tc_max, t_end - t0)
         K.simulate_chunk_nb(t0, tc, keys, tab, kdeals, karr, kwin, bufs)
         deal_trials += int(bufs.work[:, 0].sum()) + int(bufs.work_new[:tc, 0].sum())
         deal_steps += int(bufs.work[:, 1].sum()) + int(bufs.work_new[:tc, 1].sum())
         t0 += tc
         if progress is not None:
-            progress(t0, n_trials)
-    return _result(bufs, n_trials, seed, start_off, end_off, ps, G, deal_trials, deal_steps)
+            progress(t0 - first_trial, n_trials)
+    return _result(bufs, first_trial, n_trials, seed, start_off, end_off, ps, G, deal_trials, deal_steps)
