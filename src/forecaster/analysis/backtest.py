@@ -63,7 +63,7 @@ def actuals(full: CRMData, first: dt.date, last: dt.date) -> tuple[float, int]:
 def weighted_pipeline(snap: Snapshot) -> tuple[float, float]:
     """Each open deal's amount (and 1 deal) times its stage's historical win rate as of the cut."""
     n_s = len(snap.stages)
-    closed = snap.status[snap.h_deal] != OPEN
+    closed = (snap.status[snap.h_deal] != OPEN) & (snap.h_stage < n_s)  # open-stage rows of closed deals
     pairs = np.unique(snap.h_deal[closed].astype(np.int64) * n_s + snap.h_stage[closed])
     deal, stage = pairs // n_s, pairs % n_s
     won = snap.status[deal] == WON
@@ -109,6 +109,26 @@ def _score_rows(cutoff: dt.date, method: str, target: str, sample: np.ndarray | 
     return row
 
 
+def _cutoff_rows(full: CRMData, base: Any, d: dt.date, last: dt.date) -> list[dict[str, Any]]:
+    """The scored rows of one cutoff: every method, both targets."""
+    rows = []
+    y_rev, y_won = actuals(full, d, last)
+    sims = {"forecaster": simulate_forecast(base),
+            "forecaster_no_new_deals": simulate_base(base, arrivals=None),
+            "forecaster_no_age": simulate_base(base, deals=dataclasses.replace(
+                base.deals, age=np.zeros_like(base.deals.age)))}
+    for method, sim in sims.items():
+        rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))
+        rows.append(_score_rows(d, method, "won_deals", sim.won_deals.astype(float), None, y_won))
+    wp_rev, wp_won = weighted_pipeline(base.data)  # the export as of d, cut once by prepare
+    rows.append(_score_rows(d, "weighted_pipeline", "revenue", None, wp_rev, y_rev))
+    rows.append(_score_rows(d, "weighted_pipeline", "won_deals", None, wp_won, y_won))
+    rr_rev, rr_won = run_rate(full, d, last)
+    rows.append(_score_rows(d, "run_rate", "revenue", rr_rev if len(rr_rev) else None, None, y_rev))
+    rows.append(_score_rows(d, "run_rate", "won_deals", rr_won if len(rr_won) else None, None, y_won))
+    return rows
+
+
 def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month", window: str = "quarter",
              progress: Callable[[dt.date], None] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows (one per cutoff, method and target) and the summary (layout of backtest.json)."""
@@ -116,38 +136,33 @@ def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month",
     data_end = to_date(full.last_day())
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    used = []
+    used: list[dt.date] = []
+    left_out: list[dt.date] = []
+    failed: list[dict[str, str]] = []
     for d in cutoffs(start, end, every):
         last = window_last_day(d, window)
-        if last > data_end:
-            continue  # the outcome is not fully known yet
+        if last > data_end:  # the outcome is not fully known yet
+            left_out.append(d)
+            continue
         cfg = config.with_forecast(as_of=d, start=d, end=last)
         try:
             base = prepare(cfg, full=full)
-        except ForecasterError:  # e.g. a cutoff before the first deal
+        except ForecasterError as e:  # e.g. a cutoff before the first deal: reported, not hidden
+            failed.append({"cutoff": d.isoformat(), "error": "; ".join(e.problems)})
             continue
         if progress is not None:
             progress(d)
         used.append(d)
-        y_rev, y_won = actuals(full, d, last)
-        sims = {"forecaster": simulate_forecast(base),
-                "forecaster_no_new_deals": simulate_base(base, arrivals=None),
-                "forecaster_no_age": simulate_base(base, deals=dataclasses.replace(
-                    base.deals, age=np.zeros_like(base.deals.age)))}
-        for method, sim in sims.items():
-            rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))
-            rows.append(_score_rows(d, method, "won_deals", sim.won_deals.astype(float), None, y_won))
-        wp_rev, wp_won = weighted_pipeline(base.data)  # the export as of d, cut once by prepare
-        rows.append(_score_rows(d, "weighted_pipeline", "revenue", None, wp_rev, y_rev))
-        rows.append(_score_rows(d, "weighted_pipeline", "won_deals", None, wp_won, y_won))
-        rr_rev, rr_won = run_rate(full, d, last)
-        rows.append(_score_rows(d, "run_rate", "revenue", rr_rev if len(rr_rev) else None, None, y_rev))
-        rows.append(_score_rows(d, "run_rate", "won_deals", rr_won if len(rr_won) else None, None, y_won))
+        rows += _cutoff_rows(full, base, d, last)
     if not used:
+        why = "; ".join(f"{f['cutoff']}: {f['error']}" for f in failed[:3])
         raise ConfigError(f"backtest: no cutoff between {start} and {end} has a fitted model and a complete "
-                          f"window before the data ends ({data_end})")
+                          f"window before the data ends ({data_end})" + (f"; {why}" if why else ""))
     summary = summarize_backtest(rows, window)
     summary["cutoff_dates"] = [u.isoformat() for u in used]
+    summary["left_out"] = {"cutoffs": [u.isoformat() for u in left_out],
+                           "reason": f"the window ends after the last recorded event in the data ({data_end})"}
+    summary["failed"] = failed
     summary["elapsed_s"] = time.perf_counter() - t0
     summary["trials"] = config.forecast.trials
     summary["parameter_uncertainty"] = config.forecast.parameter_uncertainty

@@ -98,7 +98,7 @@ def _snapshot_and_model(config: Config, full: CRMData, model_dir: Path | None
                         ) -> tuple[Snapshot, PipelineModel | None]:
     if model_dir is None:
         return snapshot(full, config, config.forecast.as_of), None
-    model = PipelineModel.load(model_dir, expect_fingerprint=full.fingerprint)
+    model = PipelineModel.load(model_dir, expect_fingerprint=full.fingerprint, expect_config=config.fit_identity())
     model_as_of = to_date(model.as_of)
     if config.forecast.as_of is not None and config.forecast.as_of != model_as_of:
         raise ModelError(

@@ -36,7 +36,7 @@ def money(x: float) -> str:
 
 def print_warnings(warnings: Any, out: Console) -> None:
     for w in warnings:
-        out.print(w.line(), style="yellow")
+        out.print(w.line(), style="yellow", soft_wrap=True)  # one line each, never wrapped
 
 
 def print_validation(config_path: Any, export: Any, view: Any, warnings: Any) -> None:
@@ -217,6 +217,12 @@ def print_backtest(b: dict[str, Any]) -> None:
     out = console()
     out.print(f"Backtest: {b['cutoffs']} cutoffs ({b['cutoff_dates'][0]} .. {b['cutoff_dates'][-1]}), window "
               f"{b['window']}, {b['trials']:,} trials each")
+    left = b.get("left_out", {}).get("cutoffs", [])
+    if left:
+        out.print(f"left out {len(left)} cutoff{'s' if len(left) > 1 else ''} ({', '.join(left)}): "
+                  f"{b['left_out']['reason']}", soft_wrap=True)
+    for f in b.get("failed", []):
+        out.print(f"cutoff {f['cutoff']} failed: {f['error']}", style="yellow", soft_wrap=True)
     if b.get("parameter_uncertainty"):
         out.print("parameter uncertainty on: each block of trials uses a bootstrap-refitted model")
     for target, block, kind in (("revenue", b, "money"), ("won deals", b["won_deals"], "num")):
