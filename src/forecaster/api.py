@@ -112,7 +112,7 @@ class Backtest:
     rows: list[dict[str, Any]]
 
     def table(self) -> pa.Table:
-        return _backtest.rows_table(self.rows)
+        return _backtest.rows_table(self.rows, self.summary.get("currency"))
 
 
 def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every: str = "month",

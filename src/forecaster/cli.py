@@ -264,8 +264,8 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
     finally:
         bar.close()
     if out_dir is not None:
-        write_forecast(out_dir, result.summary, trials_table(result.sim, result.summary), deals_table(result),
-                       dump_config(result.config))
+        trials = trials_table(result.sim, result.summary, result.rollups)
+        write_forecast(out_dir, result.summary, trials, deals_table(result), dump_config(result.config))
     if fmt == "json":
         click.echo(dumps(result.summary))
     elif not quiet:

@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from forecaster.analysis import scores
 from forecaster.analysis.forecast import prepare, simulate_base, simulate_forecast
+from forecaster.analysis.summary import with_currency
 from forecaster.calendar import step, to_date, to_day, window_end
 from forecaster.config import Config
 from forecaster.crm import OPEN, WON, CRMData, Snapshot, load
@@ -163,6 +164,7 @@ def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month",
     summary["left_out"] = {"cutoffs": [u.isoformat() for u in left_out],
                            "reason": f"the window ends after the last recorded event in the data ({data_end})"}
     summary["failed"] = failed
+    summary["currency"] = full.currency
     summary["elapsed_s"] = time.perf_counter() - t0
     summary["trials"] = config.forecast.trials
     summary["parameter_uncertainty"] = config.forecast.parameter_uncertainty
@@ -211,9 +213,10 @@ def summarize_backtest(rows: list[dict[str, Any]], window: str) -> dict[str, Any
     return out
 
 
-def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+def rows_table(rows: list[dict[str, Any]], currency: str | None = None) -> pa.Table:
     cols = list(rows[0].keys())
-    return pa.table({c: pa.array([r[c] for r in rows], pa.date32() if c == "cutoff" else None) for c in cols})
+    return with_currency(pa.table({c: pa.array([r[c] for r in rows], pa.date32() if c == "cutoff" else None)
+                                   for c in cols}), currency)
 
 
 __all__ = ["backtest", "cutoffs", "window_last_day", "weighted_pipeline", "run_rate", "actuals", "rows_table"]

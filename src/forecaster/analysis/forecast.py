@@ -20,6 +20,7 @@ from forecaster.config import DEFAULT_WINDOW_DAYS, Config
 from forecaster.crm import CRMData, Snapshot, load, resample, snapshot
 from forecaster.errors import ConfigError, ModelError
 from forecaster.model import ArrivalTables, OpenDeals, PipelineModel, StageTables, apply_stale, fit
+from forecaster.analysis.rollups import rollups
 from forecaster.analysis.summary import summarize_base
 from forecaster.sim import SimResult, merge_results, open_deals, simulate
 
@@ -39,6 +40,7 @@ class Forecast:
     cell: np.ndarray
     age: np.ndarray
     summary: dict[str, Any]
+    rollups: tuple[Any, ...] = ()  # analysis.rollups.Rollup per report_by column
 
 
 def resolve_window(config: Config, as_of: dt.date) -> tuple[dt.date, dt.date]:
@@ -152,25 +154,54 @@ def block_seed(seed: int, block: int) -> int:
     return int((seed * 0x9E3779B97F4A7C15 + 0xD1B54A32D192ED03 * (block + 1)) % (1 << 63))
 
 
-def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = None) -> SimResult:
-    """The forecast's trials. With ``forecast.parameter_uncertainty``, the trials are cut into blocks and
-    each block runs on a model refitted to a bootstrap resample of the deals known at as-of (its own
-    derived seed), so the spread carries the estimation error of the tables and arrival rates too."""
+@dataclass(frozen=True)
+class Block:
+    """A block of trials under parameter uncertainty: its refitted tables and arrivals, size and seed."""
+
+    stage: StageTables
+    arrivals: ArrivalTables | None
+    n_trials: int
+    seed: int
+
+
+BlockPlan = list[Block]
+
+
+def block_plan(base: Base) -> BlockPlan | None:
+    """With ``forecast.parameter_uncertainty``: the trials cut into blocks, each with a model refitted to a
+    bootstrap resample of the deals known at as-of and its own derived seed (None without it)."""
     cfg = base.config
     if not cfg.forecast.parameter_uncertainty:
-        return simulate_base(base, progress=progress)
+        return None
     n_blocks = min(UNCERTAINTY_BLOCKS, cfg.forecast.trials)
     sizes = np.full(n_blocks, cfg.forecast.trials // n_blocks)
     sizes[: cfg.forecast.trials % n_blocks] += 1
     rng = np.random.default_rng([cfg.forecast.seed, 0x0B007])
-    parts, done = [], 0
+    plan = []
     for b in range(n_blocks):
         idx = rng.integers(0, base.data.n_deals, base.data.n_deals)
         model = fit(resample(base.data, idx), cfg, base.model.groups)
-        parts.append(simulate_base(base, stage=model_tables(model, cfg),
-                                   arrivals=model.arrivals if cfg.forecast.new_deals else None,
-                                   n_trials=int(sizes[b]), seed=block_seed(cfg.forecast.seed, b)))
-        done += int(sizes[b])
+        plan.append(Block(model_tables(model, cfg), model.arrivals if cfg.forecast.new_deals else None,
+                          int(sizes[b]), block_seed(cfg.forecast.seed, b)))
+    return plan
+
+
+def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = None, *,
+                      deals: OpenDeals | None = None, new_deals: bool = True,
+                      plan: BlockPlan | None = None) -> SimResult:
+    """The forecast's trials (``deals``: only these open deals; ``new_deals=False``: no arrivals). With
+    ``forecast.parameter_uncertainty``, each block of trials runs on its refitted model (``plan``, made
+    once by ``block_plan`` and reused), so the spread carries the estimation error of the tables and
+    arrival rates too."""
+    cfg = base.config
+    if not cfg.forecast.parameter_uncertainty:
+        return simulate_base(base, deals=deals, arrivals=True if new_deals else None, progress=progress)
+    parts, done = [], 0
+    for block in plan if plan is not None else block_plan(base) or []:
+        parts.append(simulate_base(base, stage=block.stage, deals=deals,
+                                   arrivals=block.arrivals if new_deals else None,
+                                   n_trials=block.n_trials, seed=block.seed))
+        done += block.n_trials
         if progress is not None:
             progress(done, cfg.forecast.trials)
     return replace(merge_results(parts), seed=cfg.forecast.seed)
@@ -182,10 +213,12 @@ def run_forecast(config: Config, *, model_dir: Path | None = None,
     t_start = time.perf_counter()
     base = prepare(config, model_dir=model_dir)
     t_prepared = time.perf_counter()
-    sim = simulate_forecast(base, progress=progress)
+    plan = block_plan(base)
+    sim = simulate_forecast(base, progress=progress, plan=plan)
+    groups = rollups(base, sim, lambda deals: simulate_forecast(base, deals=deals, new_deals=False, plan=plan))
     t_simulated = time.perf_counter()
-    summary = summarize_base(base, sim)
+    summary = summarize_base(base, sim, rollups=groups)
     summary["timing"] = {**base.timing, "simulate_s": t_simulated - t_prepared,
                          "total_s": time.perf_counter() - t_start}
     d = base.deals
-    return Forecast(base.config, base.data, base.model, sim, base.open_idx, d.cell, d.age, summary)
+    return Forecast(base.config, base.data, base.model, sim, base.open_idx, d.cell, d.age, summary, tuple(groups))

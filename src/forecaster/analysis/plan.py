@@ -147,5 +147,6 @@ def explain(base: Base, result: dict[str, Any]) -> dict[str, Any]:
                for s in f["stages"]]
     result = dict(result)
     result["answer"] = lines
+    result["currency"] = base.data.currency
     result["reverse_funnel"] = {"avg_won_amount": avg_won, "wins_needed": wins_needed, "stages": reverse}
     return result

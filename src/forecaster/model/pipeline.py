@@ -123,6 +123,8 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
                    "time_scale": float(figures["segment_time_scale"][g])}
             for g, name in enumerate(group_names(config.segment_by, list(groups)))
         },
+        "pipelines": {p.name: {"stages": list(p.model_stages), "won": p.won, "lost": p.lost}
+                      for p in config.pipelines},
         "n_deals": snap.n_deals,
         "n_spells": int(len(snap.spells.deal)),
         "arrival_window": arrival_info,

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 2  # 2: the fit config is recorded (fit_config, fit_config_sha256)
 META_KEYS = ("version", "config_sha256", "fit_config", "fit_config_sha256", "data_fingerprint", "warnings", "fit", "n_deals", "n_spells",
-             "arrival_window", "segment_effects")
+             "arrival_window", "segment_effects", "pipelines")
 
 
 def save(model: PipelineModel, directory: str | Path) -> Path:

@@ -138,30 +138,38 @@ def print_forecast(s: dict[str, Any]) -> None:
     w = s["window"]
     out.print(f"Forecast as of {s['as_of']} for {w['start']} .. {w['end']}: {s['trials']:,} trials, seed {s['seed']}")
     new = "with" if s.get("new_deals", True) else "without"
-    out.print(f"open pipeline {s['open_deals']:,} deals, {money(s['open_amount'])}; {new} new deals arriving")
+    cur = in_currency(s.get("currency"))
+    out.print(f"open pipeline {s['open_deals']:,} deals, {money(s['open_amount'])}{cur}; {new} new deals arriving")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for col in ("", "mean", "P10", "P50", "P90"):
         t.add_column(col, justify="left" if col == "" else "right")
     r, d = s["revenue"], s["won_deals"]
-    t.add_row("revenue", money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]))
+    t.add_row(f"revenue{cur}", money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]))
     t.add_row("won deals", f"{d['mean']:,.1f}", f"{d['p10']:,.0f}", f"{d['p50']:,.0f}", f"{d['p90']:,.0f}")
     nr = s["from_new_deals"]["revenue"]
     t.add_row("  of which new deals", money(nr["mean"]), money(nr["p10"]), money(nr["p50"]), money(nr["p90"]))
     out.print(t)
     if s.get("quota") is not None:
         out.print(f"P(revenue >= quota {money(s['quota'])}) = {pct(s['p_quota'])}")
-    for title, rows in (("period", [(f"{p['start']} .. {p['end']}", p) for p in s["periods"]]),
-                        ("segment", list(s["segments"].items()))):
+    groups = [("period", [(f"{p['start']} .. {p['end']}", p) for p in s["periods"]]),
+              ("segment", list(s["segments"].items()))]
+    groups += [(col, list(values.items())) for col, values in s.get("report_by", {}).items()]
+    for title, rows in groups:
         if len(rows) <= 1:
             continue
         t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
         t.add_column(title)
-        for col in ("revenue mean", "P10", "P90", "wins mean"):
+        for col in (f"revenue mean{cur}", "P10", "P90", "wins mean"):
             t.add_column(col, justify="right")
         for name, x in rows:
             t.add_row(name, money(x["revenue"]["mean"]), money(x["revenue"]["p10"]), money(x["revenue"]["p90"]),
-                      f"{x['won_deals']['mean']:,.1f}")
+                      f"{x['won_deals']['mean']:,.1f}", style="bold" if name == "(total)" else None)
         out.print(t)
+
+
+def in_currency(code: str | None) -> str:
+    """' (EUR)' after a money heading, or nothing when the export names no currency."""
+    return f" ({code})" if code else ""
 
 
 def _dist_row(name: str, s: dict[str, Any]) -> list[str]:
@@ -173,10 +181,11 @@ def _dist_row(name: str, s: dict[str, Any]) -> list[str]:
 def print_compare(c: dict[str, Any]) -> None:
     out = console()
     b = c["baseline"]
+    cur = in_currency(b.get("currency"))
     out.print(f"Scenarios as of {b['as_of']} for {b['window']['start']} .. {b['window']['end']}: "
               f"{b['trials']:,} paired trials, seed {b['seed']}")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "vs baseline (95%)", "P(better)"):
+    for col in ("scenario", f"revenue{cur}", "P10", "P90", "wins", "P(quota)", "vs baseline (95%)", "P(better)"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     t.add_row(*_dist_row("baseline", b), "", "")
     for sc in c["scenarios"]:
@@ -189,7 +198,7 @@ def print_compare(c: dict[str, Any]) -> None:
 def print_plan(p: dict[str, Any]) -> None:
     out = console()
     where = f" at {p['stage']}" if p.get("stage") else ""
-    out.print(f"Plan: revenue >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever {p['lever']}{where}")
+    out.print(f"Plan: revenue{in_currency(p.get('currency'))} >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever {p['lever']}{where}")
     out.print(f"({p['trials']:,} trials per evaluation, {p['evaluations']} evaluations on the same trials)")
     out.print(f"now: P(revenue >= target) = {pct(p['p_now'])}")
     for line in p["answer"]:
@@ -225,7 +234,8 @@ def print_backtest(b: dict[str, Any]) -> None:
         out.print(f"cutoff {f['cutoff']} failed: {f['error']}", style="yellow", soft_wrap=True)
     if b.get("parameter_uncertainty"):
         out.print("parameter uncertainty on: each block of trials uses a bootstrap-refitted model")
-    for target, block, kind in (("revenue", b, "money"), ("won deals", b["won_deals"], "num")):
+    for target, block, kind in ((f"revenue{in_currency(b.get('currency'))}", b, "money"),
+                                ("won deals", b["won_deals"], "num")):
         t = Table(title=f"{target}: lower CRPS is better; coverage should match its nominal level",
                   title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
         for col in ("method", "P10-P90 (80%)", "P5-P95 (90%)", "CRPS", "median bias", "WAPE", "skill"):
