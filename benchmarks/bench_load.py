@@ -1,6 +1,6 @@
 """Loading CRM exports: peak memory and seconds of `forecaster.load` in a fresh process.
 
-- a 1M-deal CSV (about 62 MB: id, two dates, amount, status and four attribute columns, deal-level);
+- a 1M-deal CSV (about 62 MB: id, two dates, amount, status and three attribute columns, deal-level);
   target: under 300 MB peak RSS and under 3 s;
 - the 1M-row generated stage history (`generate --scale 25`, Parquet).
 
@@ -48,7 +48,6 @@ print(s, peak_rss_mb(), n)
 
 PRODUCTS = np.array(["Core", "Pro", "Enterprise"])
 REGIONS = np.array(["NA", "EMEA", "APAC", "LATAM"])
-SOURCES = np.array(["inbound", "outbound", "partner"])
 
 
 def write_deals_csv(path: Path, n: int, seed: int = 1) -> None:
@@ -59,12 +58,12 @@ def write_deals_csv(path: Path, n: int, seed: int = 1) -> None:
     closed = created + rng.integers(0, 200, n).astype("timedelta64[D]")
     closed_s = np.where(status == "open", "", closed.astype(str))
     amount = np.round(rng.lognormal(9.5, 1.0, n), 2)
-    owner = np.array([f"Owner {i:03d}" for i in range(120)])[rng.integers(0, 120, n)]
+    owner = np.array([f"Rep {i:03d}" for i in range(120)])[rng.integers(0, 120, n)]
     cols = [np.char.add("D", np.char.zfill(np.arange(1, n + 1).astype(str), 7)), created.astype(str),
             amount.astype(str), status, closed_s, PRODUCTS[rng.integers(0, 3, n)],
-            REGIONS[rng.integers(0, 4, n)], owner, SOURCES[rng.integers(0, 3, n)]]
+            REGIONS[rng.integers(0, 4, n)], owner]
     with open(path, "w", newline="") as fh:
-        fh.write("deal_id,created_at,amount,status,closed_at,product,region,owner,source\n")
+        fh.write("deal_id,created_at,amount,status,closed_at,product,region,owner\n")
         step = 100_000
         for lo in range(0, n, step):
             rows = zip(*(c[lo:lo + step] for c in cols))

@@ -7,7 +7,8 @@
     result = forecaster.forecast(config)                               # -> Forecast (summary, trials)
 
 Every function raises a ``ForecasterError`` (``ConfigError``, ``DataError``, ``ModelError``) whose
-``problems`` are one line each; nothing here prints or writes files.
+``problems`` are one line each; nothing here prints or writes files. The model, simulation and analysis
+are imported by the calls that need them: ``load`` reads an export without loading numba.
 """
 
 from __future__ import annotations
@@ -17,20 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from typing import TYPE_CHECKING
+
 import pyarrow as pa
 
 from forecaster import crm
-from forecaster.analysis import backtest as _backtest
-from forecaster.analysis import compare as _compare
-from forecaster.analysis import funnel as _funnel
-from forecaster.analysis import plan as _plan
-from forecaster.analysis.forecast import Forecast, prepare, run_forecast
-from forecaster.analysis.scenarios import parse_scenarios
 from forecaster.config import Config, load_config
 from forecaster.crm import Snapshot
 from forecaster.errors import ConfigError
-from forecaster.model import PipelineModel
-from forecaster.model import fit as _fit
+
+if TYPE_CHECKING:
+    from forecaster.analysis.forecast import Forecast
+    from forecaster.model import PipelineModel
 
 PLAN_MAX_TRIALS = 4000
 
@@ -55,6 +54,8 @@ def fit(snapshot: Snapshot, config: Config | str | Path) -> PipelineModel:
     """Fit the pipeline model on a snapshot: per stage and segment the censoring-aware time-in-stage and
     destination tables, the arrivals of new deals and their amounts. Returns the fitted ``PipelineModel``
     (``model.save(dir)`` / ``PipelineModel.load(dir)``)."""
+    from forecaster.model import fit as _fit
+
     return _fit(snapshot, _config(config))
 
 
@@ -64,6 +65,8 @@ def forecast(config: Config | str | Path, *, model_dir: str | Path | None = None
     ``config.forecast``; override with ``config.with_forecast(...)``). ``model_dir``: reuse a saved model.
     Returns a ``Forecast``: ``summary`` (the layout of summary.json), ``sim`` (per-trial and per-deal raw
     results), the snapshot and the model."""
+    from forecaster.analysis.forecast import run_forecast
+
     return run_forecast(_config(config), model_dir=Path(model_dir) if model_dir is not None else None,
                         progress=progress)
 
@@ -79,6 +82,10 @@ class Comparison:
 
 def compare(config: Config | str | Path, *, progress: Callable[[str], None] | None = None) -> Comparison:
     """Run the config's scenarios against the baseline on common random numbers (docs/scenarios.md)."""
+    from forecaster.analysis import compare as _compare
+    from forecaster.analysis.forecast import prepare
+    from forecaster.analysis.scenarios import parse_scenarios
+
     cfg = _config(config)
     scenarios = parse_scenarios(cfg)
     if not scenarios:
@@ -97,6 +104,9 @@ def plan(config: Config | str | Path, target: float, *, confidence: float = 0.8,
     """How much of one lever (new_deals, conversion, duration, amount) makes P(revenue >= target) reach
     ``confidence``, answered in revenue-ops terms, with the reverse funnel. ``trials`` per evaluation
     (default: the config's, at most 4,000)."""
+    from forecaster.analysis import plan as _plan
+    from forecaster.analysis.forecast import prepare
+
     cfg = _config(config)
     n = trials or min(cfg.forecast.trials, PLAN_MAX_TRIALS)
     base = prepare(cfg.with_forecast(trials=n))
@@ -112,6 +122,8 @@ class Backtest:
     rows: list[dict[str, Any]]
 
     def table(self) -> pa.Table:
+        from forecaster.analysis import backtest as _backtest
+
         return _backtest.rows_table(self.rows, self.summary.get("currency"))
 
 
@@ -119,6 +131,8 @@ def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every
              window: str = "quarter", progress: Callable[[dt.date], None] | None = None) -> Backtest:
     """Rolling-origin backtest: forecasts as of each cutoff from ``start`` to ``end`` (every week, month or
     quarter) over ``window`` (e.g. '90d', 'month', 'quarter'), scored against what happened."""
+    from forecaster.analysis import backtest as _backtest
+
     rows, summary = _backtest.backtest(_config(config), start, end, every, window, progress)
     return Backtest(summary, rows)
 
@@ -126,4 +140,6 @@ def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every
 def funnel(model: PipelineModel, snapshot: Snapshot, segment: tuple[str, ...] = ()) -> dict[str, Any]:
     """Funnel metrics per stage of a model on the snapshot it was fitted on: conversion, win rate, time in
     stage, stale deals, velocity and the bottleneck; ``segment``: 'COL=VALUE' items to select."""
+    from forecaster.analysis import funnel as _funnel
+
     return _funnel.funnel(model, snapshot, segment)

@@ -24,14 +24,15 @@ from forecaster.errors import suggest
 
 @dataclass
 class Deals:
-    """The deals table while it is validated: the table, ids and the parsed contract columns; ``keep``:
-    the rows the filters keep."""
+    """The deals table while it is validated: the table, ids (``ids``: as messages read them; an Arrow
+    array, so that a million ids are not a million Python objects) and the parsed contract columns;
+    ``keep``: the rows the filters keep."""
 
     table: pa.Table
     names: tuple[str, ...]
     name: str
     ids_arr: pa.Array
-    ids: np.ndarray
+    ids: pa.Array
     keep: np.ndarray
     joined: tuple[str, ...] = ()
     created: np.ndarray = None  # type: ignore[assignment]
@@ -58,6 +59,14 @@ def needed_columns(config: Config, preset: Preset, names: tuple[str, ...]) -> li
     return [n for n in names if n in need]
 
 
+def time_columns(cfg: DataConfig, preset: Preset, canonical: tuple[str, ...]) -> list[str]:
+    """The date columns a CSV reader may read as ISO timestamps: those forecaster would parse as ISO only
+    (no format of their own, no preset layouts) and that no recode rewrites."""
+    if preset.date_formats:
+        return []
+    return [cfg.column(k) for k in canonical if cfg.date_format_of(k) is None and cfg.column(k) not in cfg.recode]
+
+
 def read_deals(config: Config, preset: Preset, c: Collector, names: tuple[str, ...]) -> Deals:
     """The deals file (the columns used), recoded, translated, filtered and joined, with its ids."""
     cfg = config.data
@@ -68,15 +77,15 @@ def read_deals(config: Config, preset: Preset, c: Collector, names: tuple[str, .
     if not require(names, cfg.deals, cfg, tuple(required), probs):
         probs.raise_if_any()
     table = read_table(cfg.deals, "deals", needed_columns(config, preset, names), encoding=cfg.encoding,
-                       delimiter=cfg.delimiter, warn=c.warn)
+                       delimiter=cfg.delimiter, warn=c.warn,
+                       times=time_columns(cfg, preset, ("created_at", "closed_at", "expected_close_at")))
     table = preset.translate(recode(table, dict(cfg.recode)), config)
     keep = filters(table, cfg, probs, c.warn)
     table, joined = join(table, cfg, probs)
     probs.raise_if_any()
     ids_arr = blank_to_null(as_strings(table[cfg.column("deal_id")].combine_chunks()))
-    ids = ids_arr.to_numpy(zero_copy_only=False)
     c.rows(mask(pc.is_null(ids_arr)) & keep, None, f"{cfg.deals.name}: {col_label(cfg, 'deal_id')}", "empty deal_id")
-    return Deals(table, tuple(names) + tuple(joined), cfg.deals.name, ids_arr, ids, keep, tuple(joined))
+    return Deals(table, tuple(names) + tuple(joined), cfg.deals.name, ids_arr, ids_arr, keep, tuple(joined))
 
 
 def date_column(cfg: DataConfig, preset: Preset, c: Collector, d: Deals, canonical: str,
@@ -114,7 +123,7 @@ def status(cfg: DataConfig, c: Collector, d: Deals) -> None:
     if flags_mode(cfg):
         return _status_from_flags(cfg, c, d)
     raw = d.table[cfg.column("status")].combine_chunks()
-    if only_flags(raw.filter(pa.array(d.keep))):
+    if only_flags(kept(d, raw)):
         c.problems.add(f"{d.name}: {col_label(cfg, 'status')}: holds only true/false values, which cannot tell "
                        f"open from lost deals; map data.columns.is_closed and data.columns.is_won instead")
         d.status = np.zeros(len(d.ids), np.int8)
@@ -185,7 +194,7 @@ def closing(cfg: DataConfig, c: Collector, d: Deals) -> None:
 
 def duplicates(cfg: DataConfig, c: Collector, d: Deals) -> None:
     """One problem per duplicated deal id among the kept rows."""
-    counts = pc.value_counts(d.ids_arr.filter(pa.array(d.keep)).drop_null())
+    counts = pc.value_counts(kept(d, d.ids_arr).drop_null())
     dup = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(dup):
         is_dup = mask(pc.is_in(d.ids_arr, value_set=dup.field("values")))
@@ -208,14 +217,18 @@ def attributes(config: Config, preset: Preset, c: Collector, d: Deals) -> pa.Tab
             where = "segment_by" if name in config.segment_by else "report_by"
             known = [n for n in d.names if n not in contract]
             c.problems.add(f"{d.name}: {where} column '{name}' not found{suggest(name, known)}")
-    kept_t = d.table.filter(pa.array(d.keep))
-    cols = {n: as_strings(kept_t[n].combine_chunks()).fill_null(MISSING_ATTR)
+    cols = {n: kept(d, as_strings(d.table[n].combine_chunks()).fill_null(MISSING_ATTR))
             for n in d.table.column_names if n not in contract}
     if config.pipelines:
-        cols[PIPELINE_ATTR] = pipeline_values(config, c, d).filter(pa.array(d.keep))
+        cols[PIPELINE_ATTR] = kept(d, pipeline_values(config, c, d))
     if not cols:
         return pa.table({"_": pa.nulls(int(d.keep.sum()))}).drop(["_"])
     return pa.table(cols)
+
+
+def kept(d: Deals, a: pa.Array) -> pa.Array:
+    """The kept rows of a column (the column itself when every row is kept: no copy)."""
+    return a if d.keep.all() else a.filter(pa.array(d.keep))
 
 
 def pipeline_values(config: Config, c: Collector, d: Deals) -> pa.Array:

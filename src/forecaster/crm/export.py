@@ -56,7 +56,7 @@ class FieldHistory:
 class CRMData:
     """A validated CRM export, as arrays.
 
-    Deals (length n): ``deal_id`` str objects, ``created`` / ``closed`` int32 days (closed is NO_DATE
+    Deals (length n): ``deal_id`` numpy StringDType (each element a str), ``created`` / ``closed`` int32 days (closed is NO_DATE
     while open; the day the deal entered its won/lost stage when the history says so), ``status`` int8
     (OPEN/WON/LOST), ``amount`` float64 (in ``currency``, the output currency; None when the export names
     none), ``attrs`` pyarrow table of the attribute columns as strings.

@@ -156,7 +156,7 @@ def _field_rows(config: Config, preset: Preset, c: Collector, t: pa.Table, label
     names = t.column_names
     has = {k: cfg.column(f"history_{k}") in names for k in ("expected_close_at", "probability", "forecast_category")}
     expected = np.full(n, NO_DATE, np.int32)
-    ids = h_ids.to_numpy(zero_copy_only=False)
+    ids = h_ids
     if has["expected_close_at"]:
         holder = Deals(t, tuple(names), label, h_ids, ids, keep)
         expected, _ = date_column(cfg, preset, c, holder, "history_expected_close_at")

@@ -26,7 +26,8 @@ from forecaster.crm.fields import DealFields, fields_as_of
 from forecaster.crm.formats import Preset, preset_of, resolve
 from forecaster.crm.history import HISTORY_KEYS, History, load_history
 from forecaster.crm.prepare import recode
-from forecaster.crm.read import file_digest, header, read_table
+from forecaster.crm.read import file_digest, header, one_heap, read_table
+from forecaster.crm.values import str_array
 
 
 def _history_columns(config: Config) -> list[str]:
@@ -49,6 +50,11 @@ def _resolved(config: Config) -> tuple[Config, Preset, tuple[str, ...], tuple[st
 
 def load(config: Config) -> CRMData:
     """Read and validate the CRM export named by the config (no as-of cut: see ``crm.cut``)."""
+    with one_heap():
+        return _load(config)
+
+
+def _load(config: Config) -> CRMData:
     config, preset, deal_names, hist_names, derived = _resolved(config)
     cfg = config.data
     c = Collector()
@@ -63,38 +69,40 @@ def load(config: Config) -> CRMData:
     current = D.current_fields(cfg, preset, c, d)
     d.amount, currency = convert(d.table, cfg, d.amount, d.closed, d.keep, probs)
     probs.raise_if_any()
-
-    keep = d.keep
-    created, closed, status = d.created[keep], d.closed[keep], d.status[keep]
-    current = current.take(np.flatnonzero(keep))
-    dropped_ids = d.ids_arr.filter(pa.array(~keep)) if not keep.all() else None
     sources = [str(cfg.deals)]
     digest = hashlib.sha256(file_digest(cfg.deals).encode())
-    history = None
-    if cfg.stage_history is not None or derived:
-        if cfg.stage_history is not None:
-            if not require(hist_names or (), cfg.stage_history, cfg, HISTORY_KEYS, probs):
-                probs.raise_if_any()
-            # a history with a header and no rows is a valid (if early) export: every deal sits in the first stage
-            table = recode(read_table(cfg.stage_history, "stage_history", _history_columns(config), allow_no_rows=True,
-                                      encoding=cfg.encoding, delimiter=cfg.delimiter, warn=c.warn), dict(cfg.recode))
-            label = cfg.stage_history.name
-            sources.append(str(cfg.stage_history))
-            digest.update(file_digest(cfg.stage_history).encode())
-        else:
-            table = preset.history(d.table, config, probs)
+    table, label = None, cfg.deals.name
+    if cfg.stage_history is not None:
+        if not require(hist_names or (), cfg.stage_history, cfg, HISTORY_KEYS, probs):
             probs.raise_if_any()
-            label = cfg.deals.name
-        if table is not None:
-            pipes = attrs[PIPELINE_ATTR].to_numpy(zero_copy_only=False) if config.pipelines else None
-            history = load_history(config, preset, c, table, label, d.ids_arr.filter(pa.array(keep)), pipes,
-                                   created, closed, status, dropped_ids)
-            closed = _closes_after_export(c, history, created, status)
+        # a history with a header and no rows is a valid (if early) export: every deal sits in the first stage
+        table = recode(read_table(cfg.stage_history, "stage_history", _history_columns(config), allow_no_rows=True,
+                                  encoding=cfg.encoding, delimiter=cfg.delimiter, warn=c.warn,
+                                  times=D.time_columns(cfg, preset, ("entered_at", "history_expected_close_at"))),
+                       dict(cfg.recode))
+        label = cfg.stage_history.name
+        sources.append(str(cfg.stage_history))
+        digest.update(file_digest(cfg.stage_history).encode())
+    elif derived:
+        table = preset.history(d.table, config, probs)
+        probs.raise_if_any()
+    d.table = None  # type: ignore[assignment]  # the text of the deals is parsed: let it go
+
+    keep = d.keep if not d.keep.all() else slice(None)  # a slice: no copies when every deal is kept
+    created, closed, status = d.created[keep], d.closed[keep], d.status[keep]
+    current = current.take(keep)
+    dropped_ids = d.ids_arr.filter(pa.array(~d.keep)) if not d.keep.all() else None
+    history = None
+    if table is not None:
+        pipes = attrs[PIPELINE_ATTR].to_numpy(zero_copy_only=False) if config.pipelines else None
+        history = load_history(config, preset, c, table, label, d.ids_arr.filter(pa.array(d.keep)), pipes, created,
+                               closed, status, dropped_ids)
+        closed = _closes_after_export(c, history, created, status)
     for j in cfg.join:
         sources.append(str(j.table))
         digest.update(file_digest(j.table).encode())
     probs.raise_if_any()
-    return _data(config, d.ids[keep], created, closed, status, d.amount[keep], attrs, current, currency, history,
+    return _data(config, str_array(d.ids_arr.filter(pa.array(d.keep))), created, closed, status, d.amount[keep], attrs, current, currency, history,
                  tuple(c.warnings.values()), digest.hexdigest(), tuple(sources))
 
 

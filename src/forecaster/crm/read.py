@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import codecs
 import csv
+import ctypes
 import hashlib
 import io
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -38,6 +40,34 @@ class Dialect:
     encoding: str
     delimiter: str
     names: tuple[str, ...]
+
+
+@contextmanager
+def one_heap():
+    """Arrow's buffers from the system allocator while an export is read, released at the end.
+
+    Reading and parsing leave pyarrow's default pool (mimalloc) holding the freed text of the export, in
+    a heap numpy cannot reuse; with one heap and the free pages given back, a 1M-deal CSV loads in about
+    half the peak memory (benchmarks/bench_load.py). Buffers made here stay valid after."""
+    before = pa.default_memory_pool()
+    pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(before)
+        pool.release_unused()
+        _give_back()
+
+
+def _give_back() -> None:
+    """Return the C heap's free pages to the system (glibc's malloc_trim; elsewhere nothing to do):
+    Arrow's system pool does not, and the export's text has just been freed."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _kind(path: Path) -> str:
@@ -123,11 +153,15 @@ def header(path: Path, what: str, encoding: str | None = None, delimiter: str | 
         raise DataError(f"{path}: {what}: cannot read: {_first_line(e)}") from None
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
-        cols = "; ".join(f"'{d}' (columns {', '.join(str(i + 1) for i, n in enumerate(names) if n == d)})" for d in dups)
+        cols = "; ".join(f"'{d}' (columns {_and([str(i + 1) for i, n in enumerate(names) if n == d])})" for d in dups)
         raise DataError(f"{path}: {what}: duplicate column names: {cols}; rename them in the export")
     if not names or not any(names):
         raise DataError(f"{path}: {what}: the file has no columns")
     return names
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _first_line(e: Exception) -> str:
@@ -136,10 +170,12 @@ def _first_line(e: Exception) -> str:
 
 
 def read_table(path: Path, what: str, columns: Sequence[str] | None = None, *, allow_no_rows: bool = False,
-               encoding: str | None = None, delimiter: str | None = None, warn: Warn | None = None) -> pa.Table:
+               encoding: str | None = None, delimiter: str | None = None, warn: Warn | None = None,
+               times: Sequence[str] = ()) -> pa.Table:
     """The table of a file: text files as text, Parquet as stored. ``columns``: only these (those
-    present; default all). ``warn(key, count, message)`` receives counted warnings (encoding detected,
-    trailing empty rows ignored, Parquet files missing a column)."""
+    present; default all). ``times``: CSV columns first tried as ISO timestamps (read as text when any
+    value is not one; half the memory of text). ``warn(key, count, message)`` receives counted warnings
+    (encoding detected, trailing empty rows ignored, Parquet files missing a column)."""
     names = header(path, what, encoding, delimiter)
     wanted = set(names if columns is None else columns)
     # at least one column is read, so that an empty selection still counts the rows
@@ -148,7 +184,7 @@ def read_table(path: Path, what: str, columns: Sequence[str] | None = None, *, a
     try:
         kind = _kind(path)
         if kind == "csv":
-            table = _read_csv(path, use, encoding, delimiter, warn)
+            table = _read_csv(path, use, encoding, delimiter, warn, [n for n in times if n in use])
         elif kind == "excel":
             table = _read_excel(path, use)
         else:
@@ -161,30 +197,41 @@ def read_table(path: Path, what: str, columns: Sequence[str] | None = None, *, a
         table = _drop_trailing_empty(table, path, warn)
     if table.num_rows == 0 and not allow_no_rows:
         raise DataError(f"{path}: {what}: the file has no rows")
-    return table.select([n for n in table.column_names if n in wanted]).combine_chunks()
+    # columns stay in the reader's chunks: combining them all at once would double the table in memory
+    return table.select([n for n in table.column_names if n in wanted])
 
 
-def _read_csv(path: Path, use: list[str], encoding: str | None, delimiter: str | None, warn: Warn) -> pa.Table:
+def _read_csv(path: Path, use: list[str], encoding: str | None, delimiter: str | None, warn: Warn,
+              times: list[str]) -> pa.Table:
     d = sniff(path, encoding, delimiter)
 
-    def read(enc: str) -> pa.Table:
-        # A header-only file and quoted newlines (CRM description columns) in files of any size.
+    def read(enc: str, typed: list[str]) -> pa.Table:
+        # Quoted newlines (CRM description columns) in files of any size; empty typed values are null.
         return pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(encoding="utf8" if enc in ("utf-8", "utf-8-sig") else enc),
+            # one thread: with quoted newlines the blocks are found serially anyway (measured faster, less memory)
+            read_options=pacsv.ReadOptions(encoding="utf8" if enc in ("utf-8", "utf-8-sig") else enc, use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=d.delimiter, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in use}, include_columns=use,
-                                                 strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.timestamp("s") if n in typed else pa.string() for n in use}, include_columns=use,
+                strings_can_be_null=False, null_values=[""], timestamp_parsers=[pacsv.ISO8601]),
         )
 
     enc = d.encoding
-    try:
-        table = read(enc)
-    except pa.ArrowInvalid as e:
-        if encoding is not None or enc != "utf-8" or "UTF8" not in str(e):
-            raise
-        enc = "cp1252"  # not UTF-8 past the sampled start: the usual Windows export
-        table = read(enc)
+    table = None
+    if times:
+        try:
+            table = read(enc, times)
+        except pa.ArrowInvalid:
+            table = None  # some value is not an ISO timestamp (or not UTF-8): read as text, parsed by forecaster
+    if table is None:
+        try:
+            table = read(enc, [])
+        except pa.ArrowInvalid as e:
+            if encoding is not None or enc != "utf-8" or "UTF8" not in str(e):
+                raise
+            enc = "cp1252"  # not UTF-8 past the sampled start: the usual Windows export
+            table = read(enc, [])
     if encoding is None and enc not in ("utf-8", "utf-8-sig"):
         warn(f"encoding_{path.name}", 1, f"{path.name} is not UTF-8: read as {enc} (set data.encoding to choose)")
     table = table.rename_columns([n.strip() for n in table.column_names])
@@ -192,16 +239,27 @@ def _read_csv(path: Path, use: list[str], encoding: str | None, delimiter: str |
 
 
 def _drop_trailing_empty(table: pa.Table, path: Path, warn: Warn) -> pa.Table:
-    """Spreadsheets often end a file with rows of empty cells: ignore them (counted)."""
-    if table.num_rows == 0 or table.num_columns == 0:
+    """Spreadsheets often end a file with rows of empty cells: ignore them (counted). Only the end of
+    the table is looked at."""
+    n = table.num_rows
+    if n == 0 or table.num_columns == 0:
         return table
-    blank = np.ones(table.num_rows, bool)
-    for col in table.columns:
-        blank &= ~mask(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(as_strings(col))), 0))
-    trailing = int(np.argmin(blank[::-1])) if not blank.all() else table.num_rows
+    trailing, step = 0, 256
+    while trailing < n:
+        lo = max(0, n - trailing - step)
+        tail = table.slice(lo, n - trailing - lo)
+        blank = np.ones(tail.num_rows, bool)
+        for col in tail.columns:
+            text = as_strings(col.combine_chunks()).fill_null("")
+            blank &= ~mask(pc.match_substring_regex(text, r"\S"))
+        run = int(np.argmin(blank[::-1])) if not blank.all() else len(blank)
+        trailing += run
+        if run < len(blank):
+            break
+        step *= 4
     if trailing:
         warn(f"empty_rows_{path.name}", trailing, f"empty rows at the end of {path.name} (ignored)")
-        table = table.slice(0, table.num_rows - trailing)
+        table = table.slice(0, n - trailing)
     return table
 
 

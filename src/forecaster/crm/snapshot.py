@@ -63,22 +63,26 @@ class Snapshot(CRMData):
 def stage_spells(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.ndarray, status: np.ndarray,
                  closed: np.ndarray, n_stages: int, as_of: int) -> Spells:
     """Each open-stage row opens a spell; it ends at the deal's next row (another stage, or a closing it was
-    later reopened from), at its closing, or is censored."""
-    d, s, e = h_deal, h_stage.astype(np.int64), h_entered.astype(np.int64)
-    m = len(d)
+    later reopened from), at its closing, or is censored. (Written to hold few temporaries: a million
+    deal-level deals are a million spells.)"""
+    d, m = h_deal, len(h_deal)
     has_next = np.zeros(m, bool)
     has_next[:-1] = d[1:] == d[:-1]
-    nxt_entered = np.r_[e[1:], 0][:m]
-    nxt_stage = np.r_[s[1:], 0][:m]
-    status = status[d]
-    closed = closed[d].astype(np.int64)
-    closes = ~has_next & (status != OPEN)
+    status_d = status[d]
+    closes = ~has_next & (status_d != OPEN)
+    exit_day = np.where(closes, closed[d], np.int32(as_of)).astype(np.int32)
+    nxt = np.flatnonzero(has_next)
+    exit_day[nxt] = h_entered[nxt + 1]
+    dest = np.full(m, -1, np.int64)
+    dest[closes] = np.where(status_d[closes] == WON, n_stages, n_stages + 1)
+    dest[nxt] = h_stage[nxt + 1]
     exited = has_next | closes
-    exit_day = np.where(has_next, nxt_entered, np.where(closes, closed, as_of))
-    dest = np.where(has_next, nxt_stage, np.where(status == WON, n_stages, n_stages + 1))
-    dest = np.where(exited, dest, -1)
-    op = s < n_stages
-    return Spells(d[op], s[op], e[op], (exit_day - e)[op].astype(np.int64), dest[op].astype(np.int64), exited[op])
+    dur = exit_day.astype(np.int64) - h_entered
+    op = h_stage < n_stages
+    s, e = h_stage.astype(np.int64), h_entered.astype(np.int64)
+    if op.all():
+        return Spells(d, s, e, dur, dest, exited)
+    return Spells(d[op], s[op], e[op], dur[op], dest[op], exited[op])
 
 
 def _with_derived(data: CRMData, as_of: int, export: ExportInfo) -> Snapshot:
@@ -131,6 +135,7 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
     """
     keep = data.created < as_of
     new_index = np.cumsum(keep, dtype=np.int64) - 1
+    rows = slice(None) if keep.all() else keep  # every deal known: share the arrays, copy nothing
     closed = data.closed[keep].copy()
     status = data.status[keep].copy()
     later = (closed != NO_DATE) & (closed >= as_of)
@@ -141,8 +146,9 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
     h_deal = new_index[data.h_deal[hk]].astype(np.int32)
     h_stage = data.h_stage[hk]
     h_entered = data.h_entered[hk]
-    rows = _reopened_closings(h_deal, h_stage, h_entered, status, closed, len(data.stages))
-    h_deal, h_stage, h_entered = h_deal[rows], h_stage[rows], h_entered[rows]
+    closing = _reopened_closings(h_deal, h_stage, h_entered, status, closed, len(data.stages))
+    if not closing.all():
+        h_deal, h_stage, h_entered = h_deal[closing], h_stage[closing], h_entered[closing]
     n = int(keep.sum())
     has_row = np.zeros(n, bool)
     has_row[h_deal] = True
@@ -150,24 +156,27 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
     warnings = [w for w in data.warnings if w.key != "no_stage_rows"]
     if len(missing):
         created = data.created[keep]
-        h_deal = np.r_[h_deal, missing.astype(np.int32)]
-        h_stage = np.r_[h_stage, np.zeros(len(missing), np.int16)]
-        h_entered = np.r_[h_entered, created[missing]]
-        order = np.lexsort((h_entered, h_deal))  # stable: the synthetic row is each such deal's only row
-        h_deal, h_stage, h_entered = h_deal[order], h_stage[order], h_entered[order]
+        if len(h_deal):
+            h_deal = np.r_[h_deal, missing.astype(np.int32)]
+            h_stage = np.r_[h_stage, np.zeros(len(missing), np.int16)]
+            h_entered = np.r_[h_entered, created[missing]]
+            order = np.lexsort((h_entered, h_deal))  # stable: the synthetic row is each such deal's only row
+            h_deal, h_stage, h_entered = h_deal[order], h_stage[order], h_entered[order]
+        else:  # no stage row at all (deal-level): one row per deal, in deal order already
+            h_deal, h_stage, h_entered = missing.astype(np.int32), np.zeros(len(missing), np.int16), created
         if not data.deal_level:
             warnings.append(DataWarning("no_stage_rows", len(missing),
                                         f"deals with no stage row before as_of (placed in '{data.stages[0]}' "
                                         f"from created_at)"))
-    idx = np.flatnonzero(keep)
     fields = None
     if data.fields is not None:
         fk = keep[data.fields.deal] & (data.fields.day < as_of)
         fields = data.fields.take(np.flatnonzero(fk), new_index[data.fields.deal[fk]])
-    now = fields_as_of(fields, deal_fields(data).take(idx), as_of)
+    now = fields_as_of(fields, deal_fields(data).take(rows), as_of)
     cut_data = CRMData(
-        deal_id=data.deal_id[keep], created=data.created[keep], closed=closed.astype(np.int32), status=status,
-        amount=data.amount[keep], attrs=data.attrs.filter(pa.array(keep)), expected_close=now.expected_close,
+        deal_id=data.deal_id[rows], created=data.created[rows], closed=closed.astype(np.int32), status=status,
+        amount=data.amount[rows], attrs=data.attrs if keep.all() else data.attrs.filter(pa.array(keep)),
+        expected_close=now.expected_close,
         crm_probability=now.probability, forecast_category=now.category, close_pushes=now.close_pushes,
         close_push_days=now.close_push_days, currency=data.currency, fields=fields,
         h_deal=h_deal.astype(np.int32), h_stage=h_stage.astype(np.int16), h_entered=h_entered.astype(np.int32),
