@@ -125,7 +125,7 @@ def write_generic(root: Path, crm: Crm, *, history: str = "full", tz_dates: bool
     deals, rows = [], []
     for d in crm.deals:
         d_rows = _history_of(d, history)
-        close = d_rows[-1].at.date() if d.status != "open" and history != "pipedrive" else (
+        close = d_rows[-1].at.date() if d.status != "open" and not history.startswith("pipedrive") else (
             d.close.date() if d.close else None)
         pipe = _pipeline(d) if pipelines else None
         deals.append([d.id, d.created.date(), d.amount, d.status, close or "", d.product, d.owner, d.region]
@@ -155,6 +155,9 @@ def _history_of(d: Deal, kind: str) -> list[Row]:
         return sorted(latest.values(), key=lambda r: (r.at, r.stage))
     if kind == "pipedrive":
         return [Row(pipedrive_stage(d), d.created)]
+    if kind == "pipedrive_change":
+        change = pipedrive_change(d)
+        return [Row(0, d.created), Row(pipedrive_stage(d), change)] if change else [Row(pipedrive_stage(d), d.created)]
     return d.rows
 
 
@@ -162,6 +165,12 @@ def pipedrive_stage(d: Deal) -> int:
     """The stage Pipedrive shows: an open deal's current one, a closed deal's stage when it closed."""
     open_rows = [r.stage for r in d.rows if r.stage < 6]
     return open_rows[-1] if open_rows else 0
+
+
+def pipedrive_change(d: Deal) -> dt.datetime | None:
+    """Pipedrive's "Last stage change": when the deal entered the stage it shows (None: never moved)."""
+    open_rows = [r for r in d.rows if r.stage < 6]
+    return open_rows[-1].at if len(open_rows) > 1 else None
 
 
 def _pipeline(d: Deal) -> str:
@@ -302,8 +311,9 @@ def _hs_amount(x: float) -> str:
 # Pipedrive
 
 
-def write_pipedrive(root: Path, crm: Crm, deleted: int = 7) -> Path:
-    """The deals list export, ';'-separated as a European locale writes it, with deleted deals."""
+def write_pipedrive(root: Path, crm: Crm, deleted: int = 7, last_change: bool = False) -> Path:
+    """The deals list export, ';'-separated as a European locale writes it, with deleted deals (and, with
+    ``last_change``, the "Deal - Last stage change" column)."""
     root.mkdir(parents=True, exist_ok=True)
     header = ["Deal - ID", "Deal - Title", "Deal - Value", "Deal - Currency", "Deal - Status", "Deal - Deal created",
               "Deal - Won time", "Deal - Lost time", "Deal - Expected close date", "Deal - Stage", "Deal - Pipeline",
@@ -315,9 +325,14 @@ def write_pipedrive(root: Path, crm: Crm, deleted: int = 7) -> Path:
                      d.created.strftime("%Y-%m-%d %H:%M:%S"), t if d.status == "won" else "",
                      t if d.status == "lost" else "", (d.created + dt.timedelta(days=45)).date().isoformat(),
                      STAGES[pipedrive_stage(d)], "Pipeline", d.owner, d.product, d.region])
+        if last_change:
+            change = pipedrive_change(d)
+            rows[-1].append(change.strftime("%Y-%m-%d %H:%M:%S") if change else "")
     for k in range(deleted):
         rows.insert(3 * k + 1, [f"X{k}", "spam", "0", "EUR", "deleted", "2024-02-01 10:00:00", "", "", "", "bogus",
-                                "Pipeline", "nobody", "Core", "NA"])
+                                "Pipeline", "nobody", "Core", "NA"] + ([""] if last_change else []))
+    if last_change:
+        header.append("Deal - Last stage change")
     write_csv(root / "deals.csv", header, rows, delimiter=";")
     (root / "forecaster.yaml").write_text(
         f"data: {{format: pipedrive, deals: deals.csv}}\nstages: [{', '.join(STAGES)}]\nsegment_by: [Deal - product]\n"

@@ -108,12 +108,37 @@ def test_hubspot_pipeline_funnel_shows_only_its_stages(crm, tmp_path, runner):
     assert set(f["stages"][0]["p_exit"]) <= set(X.HS_PIPELINES["Renewals"][0]) | {"Renewed", "Churned"}
 
 
-def test_pipedrive_equals_the_generic_layout_with_current_stages(crm, tmp_path):
-    pd = X.write_pipedrive(tmp_path / "pd", crm)
-    generic = X.write_generic(tmp_path / "generic", crm, history="pipedrive")
+@pytest.mark.parametrize("last_change", [False, True], ids=["stage_only", "last_stage_change"])
+def test_pipedrive_equals_the_generic_layout_with_current_stages(crm, tmp_path, last_change):
+    pd = X.write_pipedrive(tmp_path / "pd", crm, last_change=last_change)
+    generic = X.write_generic(tmp_path / "generic", crm, history="pipedrive_change" if last_change else "pipedrive")
     a, b = assert_same_forecast(pd, generic)
     assert_same_snapshot(a.data, b.data)
     assert a.data.warning_counts()["drop_status"] == 7
     assert a.data.currency == "EUR" and a.summary["currency"] == "EUR"
     # open deals sit in the stage the export shows, never all in one stage
     assert len(set(a.data.stage_now[a.data.open_idx])) > 2
+
+
+def test_salesforce_preset_reads_fivetrans_opportunity_table(tmp_path):
+    from tests.conftest import shared_data
+
+    seed = shared_data("crm_formats") / "salesforce_sf_opportunity_data.csv"
+    # the seed is obfuscated: probabilities of 1000 (%) are fixed by a recode, blank amounts filled with 0
+    (tmp_path / "forecaster.yaml").write_text(
+        f"data: {{format: salesforce, deals: {seed}, amount_fill: {{value: 0}}, recode: {{probability: {{'1000': '100'}}}}}}\n")
+    data = forecaster.load(tmp_path / "forecaster.yaml")
+    assert data.n_deals == 10
+    assert data.status.tolist() == [1] * 5 + [2] * 4 + [0]  # is_closed / is_won as Fivetran writes them
+    assert data.crm_probability.tolist()[-1] == 0.65
+    assert to_date(data.expected_close[-1]) == dt.date(2018, 12, 19)  # the open deal's close_date
+
+
+def test_pipedrive_without_stages_is_deal_level(crm, tmp_path):
+    pd = X.write_pipedrive(tmp_path / "pd", crm)
+    pd.write_text("\n".join(line for line in pd.read_text().splitlines() if not line.startswith("stages:")) + "\n")
+    generic = X.write_generic(tmp_path / "generic", crm, history="pipedrive")
+    generic.write_text(generic.read_text().replace(", stage_history: history.csv", "")
+                       .replace(f"stages: [{', '.join(X.STAGES)}]\nwon: won\nlost: lost\n", ""))
+    a, b = assert_same_forecast(pd, generic)
+    assert a.data.deal_level and a.data.stages == ("open",)

@@ -73,7 +73,11 @@ class Config:
 
     @property
     def deal_level(self) -> bool:
-        return self.data.stage_history is None and self.data.format not in ("hubspot", "pipedrive")
+        """No stage history: none given, none a preset derives (HubSpot always does; Pipedrive when the
+        config lists stages)."""
+        if self.data.stage_history is not None or self.data.format == "hubspot":
+            return False
+        return not (self.data.format == "pipedrive" and self.stages != ("open",))
 
     def with_forecast(self, **changes: Any) -> "Config":
         """A copy with forecast fields overridden (CLI flags override YAML); None means keep."""
@@ -264,7 +268,7 @@ def _stages(r: Reader, top: dict[str, Any], data: DataConfig | None,
     has_history = data is not None and (data.stage_history is not None or data.format == "hubspot")
     if "stages" in top:
         stages = r.names(top["stages"], "stages")
-    elif has_history or (data is not None and data.format == "pipedrive"):
+    elif has_history:
         source = "data.stage_history" if data is not None and data.stage_history else f"data.format {data.format}"
         r.add("stages", f"required with {source} (the ordered open stages)")
         stages = ()

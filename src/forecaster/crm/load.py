@@ -44,7 +44,7 @@ def _resolved(config: Config) -> tuple[Config, Preset, tuple[str, ...], tuple[st
     deal_names = header(cfg.deals, "deals", cfg.encoding, cfg.delimiter)
     hist_names = header(cfg.stage_history, "stage_history", cfg.encoding, cfg.delimiter) \
         if cfg.stage_history is not None else None
-    derived = cfg.stage_history is None and preset.name in ("hubspot", "pipedrive")
+    derived = not config.deal_level and cfg.stage_history is None
     return resolve(config, preset, deal_names, hist_names, derived), preset, deal_names, hist_names, derived
 
 
@@ -84,8 +84,10 @@ def _load(config: Config) -> CRMData:
         sources.append(str(cfg.stage_history))
         digest.update(file_digest(cfg.stage_history).encode())
     elif derived:
-        table = preset.history(d.table, config, probs)
+        table = preset.history(d.table, config, c)
         probs.raise_if_any()
+        if preset.derived_history_note:
+            c.warn(f"{preset.name}_history", int(d.keep.sum()), preset.derived_history_note)
     d.table = None  # type: ignore[assignment]  # the text of the deals is parsed: let it go
 
     keep = d.keep if not d.keep.all() else slice(None)  # a slice: no copies when every deal is kept

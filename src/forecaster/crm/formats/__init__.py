@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 import pyarrow as pa
 
 from forecaster.config import Config, DataConfig
 from forecaster.config.data import STATUSES
+
+if TYPE_CHECKING:
+    from forecaster.crm.checks import Collector
 
 FLAGS = ("is_closed", "is_won")
 
@@ -28,7 +31,8 @@ class Preset:
     ``deal_columns`` / ``history_columns``: canonical name -> the CRM's names, tried in order (history
     columns of a history file; ``derived_history_columns`` of a history the preset derives from the deals);
     ``derived``: canonical name -> the column ``translate`` adds for it; ``date_formats``: strptime layouts tried after ISO where a column has no ``data.date_formats``;
-    ``probability_percent``: the CRM writes probabilities in percent; ``drop``: default ``data.drop``."""
+    ``probability_percent``: the CRM writes probabilities in percent; ``drop``: default ``data.drop``;
+    ``derived_history_note``: what a derived history approximates (a counted warning)."""
 
     name: str = "generic"
     deal_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -38,6 +42,7 @@ class Preset:
     date_formats: tuple[str, ...] = ()
     probability_percent: bool = False
     drop: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    derived_history_note: str | None = None  # a warning counting the deals of a derived history
 
     def extra_columns(self, cfg: DataConfig, names: tuple[str, ...]) -> list[str]:
         """Deals columns the translation reads besides the mapped ones."""
@@ -51,8 +56,9 @@ class Preset:
         """The deals table with the generic columns the CRM does not write directly."""
         return deals
 
-    def history(self, deals: pa.Table, config: Config, problems) -> pa.Table | None:
-        """A stage history derived from the deals table (None: there is none, or it is a file)."""
+    def history(self, deals: pa.Table, config: Config, c: Collector) -> pa.Table | None:
+        """A stage history derived from the deals table (None: there is none, or it is a file); problems
+        and warnings go to ``c`` (crm.checks.Collector)."""
         return None
 
 

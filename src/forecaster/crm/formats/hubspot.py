@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from forecaster.config import Config, DataConfig
+from forecaster.crm.checks import Collector
 from forecaster.crm.formats import Preset, closed_stage_names, only_where, open_where
 from forecaster.crm.values import as_strings, blank_to_null, format_hint, mask, parse_times
 
@@ -55,11 +56,12 @@ class HubSpot(Preset):
             return deals
         return only_where(deals, close, open_where(deals[stage].combine_chunks(), config), EXPECTED)
 
-    def history(self, deals: pa.Table, config: Config, problems) -> pa.Table | None:
+    def history(self, deals: pa.Table, config: Config, c: Collector) -> pa.Table | None:
         """One row per non-empty "Date entered" cell of the deal's own pipeline, ordered by deal and then
         by the export's column order (the pipeline's stage order), each date checked here so that a
         problem names its column."""
         cfg = config.data
+        problems = c.problems
         name = cfg.deals.name
         id_col = cfg.column("deal_id")
         if id_col not in deals.column_names:

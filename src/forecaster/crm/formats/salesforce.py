@@ -1,5 +1,6 @@
-"""Salesforce: the Opportunity export (Data Loader API names or a report's column labels) and, for the
-stages, OpportunityHistory (one row per stage change and per amount or close-date edit).
+"""Salesforce: the Opportunity export (Data Loader API names, a report's column labels, or Fivetran's
+warehouse table) and, for the stages, OpportunityHistory (one row per stage change and per amount or
+close-date edit).
 
 Status from IsClosed / IsWon; a closed deal's close is the history row that entered its won/lost stage
 (reps often leave CloseDate in the future on a lost deal); an open deal's CloseDate is the rep's expected
@@ -31,16 +32,20 @@ class Salesforce(Preset):
 
 PRESET = Salesforce(
     name="salesforce",
+    # API names (Data Loader), report labels, and Fivetran's warehouse table opportunity (its history-mode
+    # opportunity_history is not OpportunityHistory: a record's first version starts at the connector's
+    # first sync, not when the deal entered its stage, so it is not read as a stage history)
     deal_columns={
-        "deal_id": ("Id", "Opportunity ID"),
-        "created_at": ("CreatedDate", "Created Date"),
-        "amount": ("Amount",),
-        "closed_at": ("CloseDate", "Close Date"),
-        "is_closed": ("IsClosed", "Closed"),
-        "is_won": ("IsWon", "Won"),
-        "probability": ("Probability", "Probability (%)"),
-        "forecast_category": ("ForecastCategoryName", "ForecastCategory", "Forecast Category"),
-        "currency": ("CurrencyIsoCode", "Opportunity Currency"),
+        "deal_id": ("Id", "Opportunity ID", "id"),
+        "created_at": ("CreatedDate", "Created Date", "created_date"),
+        "amount": ("Amount", "amount"),
+        "closed_at": ("CloseDate", "Close Date", "close_date"),
+        "is_closed": ("IsClosed", "Closed", "is_closed"),
+        "is_won": ("IsWon", "Won", "is_won"),
+        "probability": ("Probability", "Probability (%)", "probability"),
+        "forecast_category": ("ForecastCategoryName", "ForecastCategory", "Forecast Category",
+                              "forecast_category_name"),
+        "currency": ("CurrencyIsoCode", "Opportunity Currency", "currency_iso_code"),
     },
     history_columns={
         "history_deal_id": ("OpportunityId", "Opportunity ID"),
