@@ -250,6 +250,7 @@ def test_the_currency_is_in_the_outputs(tmp_path, runner):
     assert '"currency": "EUR"' in (out / "summary.json").read_text()
     for name in ("trials.parquet", "deals.parquet"):
         assert pq.read_schema(out / name).metadata[b"forecaster.currency"] == b"EUR"
+    assert "open value (EUR)" in runner.invoke(main, ["validate", str(tmp_path / "forecaster.yaml")]).stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,3 +319,12 @@ def test_only_one_flag_is_a_missing_column(tmp_path, runner):
                                                                     "{is_closed: IsClosed}}\n"))])
     assert r.exit_code == 2
     assert errors(r) == [f"Error: {tmp_path / 'deals.csv'}: missing required column 'is_won'"]
+
+
+def test_a_mapped_optional_column_that_does_not_exist_is_an_error(tmp_path, runner):
+    path = write(tmp_path, DEALS.replace("product", "Probability"), "data: {deals: deals.csv, columns: {probability: "
+                                                                    "Probabilty}}\n")
+    r = runner.invoke(main, ["validate", str(path)])
+    assert r.exit_code == 2
+    assert errors(r) == ["Error: deals.csv: data.columns.probability 'Probabilty': no such column (did you mean "
+                         "'Probability'?)"]

@@ -166,6 +166,7 @@ def funnel(model: PipelineModel, data: Snapshot, segment: tuple[str, ...] = ()) 
     return {
         "as_of": to_date(data.as_of).isoformat(),
         "segment": sel.label,
+        "currency": data.currency,
         "stages": stages,
         "overall": {
             "win_rate": win_rate,

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from forecaster.calendar import NO_DATE, to_date
-from forecaster.config import PIPELINE_ATTR, Config
+from forecaster.config import OPTIONAL_DEAL_COLUMNS, OPTIONAL_HISTORY_COLUMNS, PIPELINE_ATTR, Config
 from forecaster.crm import deals as D
 from forecaster.crm.checks import Collector, require
 from forecaster.crm.currency import convert
@@ -28,6 +28,7 @@ from forecaster.crm.history import HISTORY_KEYS, History, load_history
 from forecaster.crm.prepare import recode
 from forecaster.crm.read import file_digest, header, one_heap, read_table
 from forecaster.crm.values import str_array
+from forecaster.errors import DataError, Problems, suggest
 
 
 def _history_columns(config: Config) -> list[str]:
@@ -45,7 +46,22 @@ def _resolved(config: Config) -> tuple[Config, Preset, tuple[str, ...], tuple[st
     hist_names = header(cfg.stage_history, "stage_history", cfg.encoding, cfg.delimiter) \
         if cfg.stage_history is not None else None
     derived = not config.deal_level and cfg.stage_history is None
+    _mapped_optional(cfg, deal_names, hist_names)
     return resolve(config, preset, deal_names, hist_names, derived), preset, deal_names, hist_names, derived
+
+
+def _mapped_optional(cfg, deal_names: tuple[str, ...], hist_names: tuple[str, ...] | None) -> None:
+    """An optional column the user maps (data.columns) must exist: a typo would silently drop it."""
+    probs = Problems(DataError)
+    for key, name in cfg.columns.items():
+        is_history = key in OPTIONAL_HISTORY_COLUMNS
+        if key not in OPTIONAL_DEAL_COLUMNS and not is_history:
+            continue
+        names = hist_names if is_history else deal_names
+        if names is not None and name not in names:
+            where = cfg.stage_history.name if is_history else cfg.deals.name
+            probs.add(f"{where}: data.columns.{key} '{name}': no such column{suggest(name, names)}")
+    probs.raise_if_any()
 
 
 def load(config: Config) -> CRMData:

@@ -261,6 +261,7 @@ class PipelineView:
     last_day: dt.date | None
     stages_seen: tuple[str, ...]
     segment_values: dict[str, int]
+    currency: str | None = None
 
 
 def pipeline_view(snap: Snapshot, segment_by: tuple[str, ...] = ()) -> PipelineView:
@@ -285,6 +286,7 @@ def pipeline_view(snap: Snapshot, segment_by: tuple[str, ...] = ()) -> PipelineV
         last_day=to_date(snap.last_day()) if snap.n_deals else None,
         stages_seen=tuple(snap.stages[i] for i in seen),
         segment_values={name: len(np.unique(snap.attrs[name].to_numpy(zero_copy_only=False))) for name in segment_by},
+        currency=snap.currency,
     )
 
 

@@ -61,7 +61,7 @@ def print_validation(config_path: Any, export: Any, view: Any, warnings: Any) ->
     table = Table(title=f"Open pipeline as of {view.as_of}", title_justify="left")
     table.add_column("stage")
     table.add_column("open deals", justify="right")
-    table.add_column("open value", justify="right")
+    table.add_column(f"open value{in_currency(getattr(view, 'currency', None))}", justify="right")
     table.add_column("median age (days)", justify="right")
     for i, s in enumerate(view.stages):
         med = view.median_age_days[i]
@@ -114,7 +114,8 @@ def print_funnel(f: dict[str, Any]) -> None:
     seg = "" if f["segment"] == "all" else f" ({f['segment']})"
     table = Table(title=f"Funnel as of {f['as_of']}{seg}", title_justify="left", box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False, collapse_padding=True)
-    for col, just in (("stage", "left"), ("entered", "right"), ("open", "right"), ("open value", "right"),
+    for col, just in (("stage", "left"), ("entered", "right"), ("open", "right"),
+                      (f"open value{in_currency(f.get('currency'))}", "right"),
                       ("forward", "right"), ("lost", "right"), ("win rate", "right"), ("median d", "right"),
                       ("p90 d", "right"), ("stale", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
