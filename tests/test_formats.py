@@ -142,3 +142,23 @@ def test_pipedrive_without_stages_is_deal_level(crm, tmp_path):
                        .replace(f"stages: [{', '.join(X.STAGES)}]\nwon: won\nlost: lost\n", ""))
     a, b = assert_same_forecast(pd, generic)
     assert a.data.deal_level and a.data.stages == ("open",)
+
+
+def test_data_columns_override_a_presets_default(crm, tmp_path):
+    sf = X.write_salesforce(tmp_path / "sf", crm)
+    opp = tmp_path / "sf" / "Opportunity.csv"
+    opp.write_text(opp.read_text().replace('"Amount"', '"Amount_EUR__c"', 1))
+    sf.write_text(sf.read_text().replace("  timezone:", "  columns: {amount: Amount_EUR__c}\n  timezone:"))
+    data = forecaster.load(sf)
+    assert data.amount.sum() == pytest.approx(sum(d.amount for d in crm.deals if d.created.date() < data.as_of_date))
+
+
+def test_hubspot_stage_column_not_in_the_config_is_one_error(crm, tmp_path, runner):
+    hs = X.write_hubspot(tmp_path / "hs", crm)
+    hs.write_text(hs.read_text().replace("Renewal Demo, ", ""))
+    r = runner.invoke(main, ["validate", str(hs)])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    lines = [x for x in r.stderr.splitlines() if x.startswith("Error:")]
+    assert len(lines) == 1 and lines[0].startswith(
+        "Error: hubspot-crm-exports-all-deals-2025-07-01.csv: column 'Date entered \"Renewal Demo (Renewals)\"': "
+        "stage 'Renewal Demo' is not a stage of pipeline 'Renewals'")
