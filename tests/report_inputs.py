@@ -59,7 +59,7 @@ def deals(n: int = 30) -> list[dict[str, Any]]:
                      "amount": 100_000.0 - 1000 * i, "product": "$1M+ <i>Pro</i>" if i == 1 else "Core",
                      "p_win": 0.5, "p_lost": 0.3, "p_open": 0.2, "expected_revenue": 50_000.0 - 500 * i,
                      "median_close_date": dt.date(2025, 8, 1) if i % 3 else None,
-                     "crm_close_date": dt.date(2025, 7, 15) if i % 2 else None,
+                     "crm_expected_close": dt.date(2025, 7, 15) if i % 2 else None,
                      "crm_probability": 0.4 if i % 2 else None, "stale": i % 5 == 0})
     return rows[:25]
 

@@ -190,7 +190,7 @@ def test_windows_past_the_data_end_are_left_out_and_failed_cutoffs_reported(runn
     assert out["cutoff_dates"] == ["2024-02-01", "2024-03-01"]
     assert [f["cutoff"] for f in out["failed_cutoffs"]] == ["2023-12-01", "2024-01-01"]
     assert "no deal was created before as_of 2023-12-01" in out["failed_cutoffs"][0]["error"]
-    assert "failed: cutoff 2023-12-01" in runner.invoke(main, args).stdout
+    assert "cutoff 2023-12-01 failed: " in runner.invoke(main, args).stdout
 
 
 def test_backtest_seed_changes_only_the_random_parts(runner):

@@ -26,7 +26,7 @@ Z = 4.0
 
 def fit_as_of(path, as_of_offset):
     cfg = load_config(path)
-    data = load_as_of(cfg, chains.day(as_of_offset))
+    data = load_as_of(cfg, None if as_of_offset is None else chains.day(as_of_offset))
     return cfg, data, fit(data, cfg)
 
 
@@ -139,7 +139,7 @@ def test_small_segment_is_shrunk_toward_pooled_and_big_ones_keep_their_own(tmp_p
     hazard = lambda s, d, g: 0.1  # noqa: E731
     dest = lambda s, d, g: p[g]  # noqa: E731
     path = chains.simulate(tmp_path, len(segments), 600, 4, 1, hazard=hazard, dest=dest, segments=segments)
-    _, data, model = fit_as_of(path, 700)
+    _, data, model = fit_as_of(path, None)  # everything known: the day after the last event
     sp = data.spells
     seg = np.array(data.attrs["segment"].to_pylist())[sp.deal]
     raw = {g: np.mean(sp.dest[(seg == str(g)) & sp.exited] == 1) for g in (0, 1, 2)}

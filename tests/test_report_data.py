@@ -77,7 +77,10 @@ def test_fan_quantiles_rise_and_end_at_the_revenue_distribution(monthly):
 
 
 def test_won_to_date_counts_the_deals_won_since_the_quarter_began(crm):
-    cfg = forecaster.load_config(crm.write())  # D1 won 2024-02-10 (1000); D2 lost
+    from tests.conftest import DEALS, HISTORY
+
+    # D1 won 2024-02-10 (1000); D2 lost; D5 (open, created 2024-03-20) keeps as-of 2024-04-01 near the data
+    cfg = forecaster.load_config(crm.write(DEALS + "D5,2024-03-20,300,open,,A\n", HISTORY + "D5,qual,2024-03-20\n"))
     snap = forecaster.load(cfg, dt.date(2024, 3, 15))
     assert won_to_date(snap, dt.date(2024, 3, 15), dt.date(2024, 3, 15)) == \
         {"since": "2024-01-01", "revenue": 1000.0, "won_deals": 1}

@@ -7,7 +7,9 @@
     result = forecaster.forecast(config)                               # -> Forecast (summary, trials)
 
 Every function raises a ``ForecasterError`` (``ConfigError``, ``DataError``, ``ModelError``,
-``EngineError``) whose ``problems`` are one line each; nothing here prints or writes files.
+``EngineError``) whose ``problems`` are one line each; nothing here prints or writes files. The model,
+simulation and analysis are imported by the calls that need them: ``load`` reads an export without
+loading numba.
 
 ``forecast``, ``compare``, ``plan`` and ``backtest`` run their simulations on ``config.engine`` (local
 threads, or Dask workers: the same results), connected before any work and closed after the call;
@@ -20,25 +22,19 @@ import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pyarrow as pa
 
 from forecaster import crm
-from forecaster.analysis import backtest as _backtest
-from forecaster.analysis import compare as _compare
-from forecaster.analysis import funnel as _funnel
-from forecaster.analysis import plan as _plan
-from forecaster.analysis import report_data as _report_data
-from forecaster.analysis.forecast import Forecast, prepare, run_forecast
-from forecaster.analysis.scenarios import parse_scenarios
-from forecaster.analysis.summary import deals_table
 from forecaster.config import Config, load_config
 from forecaster.crm import Snapshot
 from forecaster.errors import ConfigError
-from forecaster.model import PipelineModel
-from forecaster.model import fit as _fit
-from forecaster.sim.engines import Engine, open_engine
+
+if TYPE_CHECKING:
+    from forecaster.analysis.forecast import Forecast
+    from forecaster.model import PipelineModel
+    from forecaster.sim.engines import Engine
 
 PLAN_MAX_TRIALS = 4000
 
@@ -53,6 +49,8 @@ def _engine(cfg: Config, engine: Engine | None) -> Iterator[Engine]:
     if engine is not None:
         yield engine
         return
+    from forecaster.sim.engines import open_engine
+
     with open_engine(cfg.engine) as opened:
         yield opened
 
@@ -73,6 +71,8 @@ def fit(snapshot: Snapshot, config: Config | str | Path) -> PipelineModel:
     """Fit the pipeline model on a snapshot: per stage and segment the censoring-aware time-in-stage and
     destination tables, the arrivals of new deals and their amounts. Returns the fitted ``PipelineModel``
     (``model.save(dir)`` / ``PipelineModel.load(dir)``)."""
+    from forecaster.model import fit as _fit
+
     return _fit(snapshot, _config(config))
 
 
@@ -83,6 +83,8 @@ def forecast(config: Config | str | Path, *, model_dir: str | Path | None = None
     ``engine``: an open engine to run on (default: ``config.engine``'s, for this call).
     Returns a ``Forecast``: ``summary`` (the layout of summary.json), ``sim`` (per-trial and per-deal raw
     results), the snapshot and the model."""
+    from forecaster.analysis.forecast import run_forecast
+
     cfg = _config(config)
     with _engine(cfg, engine) as eng:
         return run_forecast(cfg, model_dir=Path(model_dir) if model_dir is not None else None,
@@ -102,6 +104,10 @@ def compare(config: Config | str | Path, *, progress: Callable[[str], None] | No
             engine: Engine | None = None) -> Comparison:
     """Run the config's scenarios against the baseline on common random numbers (docs/scenarios.md);
     ``engine`` as for ``forecast``."""
+    from forecaster.analysis import compare as _compare
+    from forecaster.analysis.forecast import prepare
+    from forecaster.analysis.scenarios import parse_scenarios
+
     cfg = _config(config)
     scenarios = parse_scenarios(cfg)
     if not scenarios:
@@ -121,6 +127,9 @@ def plan(config: Config | str | Path, target: float, *, confidence: float = 0.8,
     """How much of one lever (new_deals, conversion, duration, amount) makes P(revenue >= target) reach
     ``confidence``, answered in revenue-ops terms, with the reverse funnel. ``trials`` per evaluation
     (default: the config's, at most 4,000); ``engine`` as for ``forecast``."""
+    from forecaster.analysis import plan as _plan
+    from forecaster.analysis.forecast import prepare
+
     cfg = _config(config)
     n = trials or min(cfg.forecast.trials, PLAN_MAX_TRIALS)
     with _engine(cfg, engine) as eng:
@@ -137,7 +146,9 @@ class Backtest:
     rows: list[dict[str, Any]]
 
     def table(self) -> pa.Table:
-        return _backtest.rows_table(self.rows)
+        from forecaster.analysis import backtest as _backtest
+
+        return _backtest.rows_table(self.rows, self.summary.get("currency"))
 
 
 def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every: str = "month",
@@ -146,6 +157,8 @@ def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every
     """Rolling-origin backtest: forecasts as of each cutoff from ``start`` to ``end`` (every week, month or
     quarter) over ``window`` (e.g. '90d', 'month', 'quarter'), scored against what happened; ``engine``
     as for ``forecast`` (the cutoffs run on its workers)."""
+    from forecaster.analysis import backtest as _backtest
+
     cfg = _config(config)
     with _engine(cfg, engine) as eng:
         rows, summary = _backtest.backtest(cfg, start, end, every, window, progress, eng)
@@ -155,6 +168,8 @@ def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every
 def funnel(model: PipelineModel, snapshot: Snapshot, segment: tuple[str, ...] = ()) -> dict[str, Any]:
     """Funnel metrics per stage of a model on the snapshot it was fitted on: conversion, win rate, time in
     stage, stale deals, velocity and the bottleneck; ``segment``: 'COL=VALUE' items to select."""
+    from forecaster.analysis import funnel as _funnel
+
     return _funnel.funnel(model, snapshot, segment)
 
 
@@ -166,6 +181,9 @@ def html_report(*, forecast: Forecast | None = None, comparison: Comparison | No
     funnel; the scenarios of a ``comparison``; the scores of a ``backtest``; the change since a
     ``previous`` summary.json; provenance with the ``command`` that reproduces it. Sections without data
     are left out. ``config``: for provenance when no forecast is given. Returns the HTML text."""
+    from forecaster.analysis import funnel as _funnel
+    from forecaster.analysis import report_data as _report_data
+    from forecaster.analysis.summary import deals_table
     from forecaster.report.html import ReportData, render_report, timestamp
 
     parts: dict[str, Any] = {}

@@ -208,9 +208,11 @@ def backtest(config: Config, start: dt.date, end: dt.date, every: str = "month",
             deals.add(r["won"], r["predictions"])
     summary = summarize_backtest(rows, window, *deals.arrays())
     summary["cutoff_dates"] = [u.isoformat() for u in used]
-    summary["left_out"] = {"after_data_end": len(every_cutoff) - len(candidates), "data_end": data_end.isoformat(),
-                           "reason": "the window ends after the data's last date, so its outcome is not known yet"}
+    late = [d.isoformat() for d in every_cutoff if window_last_day(d, window) > data_end]
+    summary["left_out"] = {"after_data_end": len(late), "cutoffs": late, "data_end": data_end.isoformat(),
+                           "reason": f"the window ends after the last recorded event in the data ({data_end})"}
     summary["failed_cutoffs"] = failed
+    summary["currency"] = full.currency
     summary["elapsed_s"] = time.perf_counter() - t0
     summary["every"] = every
     summary["trials"] = config.forecast.trials

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from forecaster.analysis import scores
 from forecaster.analysis.deal_scores import deal_scores
+from forecaster.analysis.summary import with_currency
 
 # The order methods are listed in (backtest.json, tables); a method with no scored cutoff is left out.
 METHODS = ("forecaster", "forecaster_no_new_deals", "forecaster_no_age", "weighted_pipeline",
@@ -92,6 +93,8 @@ def summarize_backtest(rows: list[dict[str, Any]], window: str, won: np.ndarray 
     return out
 
 
-def rows_table(rows: list[dict[str, Any]]) -> pa.Table:
+def rows_table(rows: list[dict[str, Any]], currency: str | None = None) -> pa.Table:
+    """One row per cutoff, method and target (backtest.parquet), the currency in its schema metadata."""
     cols = list(rows[0].keys())
-    return pa.table({c: pa.array([r[c] for r in rows], pa.date32() if c == "cutoff" else None) for c in cols})
+    return with_currency(pa.table({c: pa.array([r[c] for r in rows], pa.date32() if c == "cutoff" else None)
+                                   for c in cols}), currency)

@@ -21,7 +21,7 @@ from forecaster.analysis.forecast import Base, base_spec
 from forecaster.analysis.funnel import cell_curve, quantile
 from forecaster.analysis.levers import apply_conversion, apply_duration, scale_arrivals
 from forecaster.analysis.scenarios import Scenario
-from forecaster.analysis.summary import summarize_base
+from forecaster.analysis.summary import summarize_base, with_currency
 from forecaster.model import ArrivalTables, OpenDeals, StageTables, apply_stale
 from forecaster.sim import SimResult, stream_ids
 from forecaster.sim.engines import LOCAL, Engine, SimSpec
@@ -220,7 +220,7 @@ def compare(base: Base, scenarios: list[Scenario], progress: Callable[[str], Non
         "revenue": np.concatenate([s.revenue for _, s in rows]),
         "won_deals": np.concatenate([s.won_deals for _, s in rows]),
     })
-    return out, table
+    return out, with_currency(table, base.data.currency)
 
 
 __all__ = ["ScenarioInputs", "scenario_inputs", "run_scenario", "run_scenarios", "compare", "paired_delta", "p_better"]

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from forecaster.analysis.rollups import rollups
+from forecaster.analysis.summary import summarize_base
 from forecaster.calendar import calendar_days, period_bounds, to_date
 from forecaster.config import DEFAULT_WINDOW_DAYS, Config
 from forecaster.crm import CRMData, Snapshot, load, resample, snapshot
 from forecaster.errors import ConfigError, ModelError
 from forecaster.model import ArrivalTables, OpenDeals, PipelineModel, StageTables, apply_stale, fit
-from forecaster.analysis.summary import summarize_base
 from forecaster.sim import SimResult, merge_results, open_deals
 from forecaster.sim.engines import LOCAL, Engine, SimSpec, trial_blocks
 
@@ -41,6 +42,7 @@ class Forecast:
     age: np.ndarray
     summary: dict[str, Any]
     base: Base | None = None  # the prepared inputs (a report reruns its trials with weekly periods)
+    rollups: tuple[Any, ...] = ()  # analysis.rollups.Rollup per report_by column
 
 
 def resolve_window(config: Config, as_of: dt.date) -> tuple[dt.date, dt.date]:
@@ -79,6 +81,7 @@ class Base:
     weekday: np.ndarray
     moq: np.ndarray
     timing: dict[str, float]
+    refits: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)  # bootstrap_tables' cache
 
     @property
     def as_of(self) -> dt.date:
@@ -100,7 +103,7 @@ def _snapshot_and_model(config: Config, full: CRMData, model_dir: Path | None
                         ) -> tuple[Snapshot, PipelineModel | None]:
     if model_dir is None:
         return snapshot(full, config, config.forecast.as_of), None
-    model = PipelineModel.load(model_dir, expect_fingerprint=full.fingerprint)
+    model = PipelineModel.load(model_dir, expect_fingerprint=full.fingerprint, expect_config=config.fit_identity())
     model_as_of = to_date(model.as_of)
     if config.forecast.as_of is not None and config.forecast.as_of != model_as_of:
         raise ModelError(
@@ -172,31 +175,50 @@ def resample_indices(base: Base, block: int) -> np.ndarray:
     return rng.integers(0, base.data.n_deals, base.data.n_deals)
 
 
-def bootstrap_block(base: Base, unit: tuple[int, int]) -> SimResult:
-    """One bootstrap block (index, trials): the model refitted to the block's resample, its trials on the
-    block's seed."""
-    b, n_trials = unit
-    cfg = base.config
-    model = fit(resample(base.data, resample_indices(base, b)), cfg, base.model.groups)
-    return simulate_base(base, stage=model_tables(model, cfg),
-                         arrivals=model.arrivals if cfg.forecast.new_deals else None,
-                         n_trials=n_trials, seed=block_seed(cfg.forecast.seed, b))
+def bootstrap_tables(base: Base, block: int) -> tuple[StageTables, ArrivalTables | None]:
+    """The stage tables and arrivals of the model refitted to block ``block``'s resample, fitted once per
+    process and kept on the base (report_by reruns the same blocks for each group's deals)."""
+    if block not in base.refits:
+        cfg = base.config
+        model = fit(resample(base.data, resample_indices(base, block)), cfg, base.model.groups)
+        base.refits[block] = (model_tables(model, cfg), model.arrivals if cfg.forecast.new_deals else None)
+    return base.refits[block]
 
 
-def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL
-                      ) -> SimResult:
-    """The forecast's trials. With ``forecast.parameter_uncertainty``, the trials are cut into blocks and
-    each block runs on a model refitted to a bootstrap resample of the deals known at as-of (its own
-    derived seed), so the spread carries the estimation error of the tables and arrival rates too.
-    On a Dask engine the trials (or the bootstrap blocks) run on the workers, with the same result."""
+@dataclass(frozen=True)
+class BootstrapBlock:
+    """One block of trials under parameter uncertainty: its index (which resample, which seed), its size,
+    and which open deals (None: all) and whether new deals run in it."""
+
+    index: int
+    n_trials: int
+    deals: OpenDeals | None = None
+    new_deals: bool = True
+
+
+def bootstrap_block(base: Base, unit: BootstrapBlock) -> SimResult:
+    """One bootstrap block: its trials on the refitted model, on the block's seed."""
+    stage, arrivals = bootstrap_tables(base, unit.index)
+    return simulate_base(base, stage=stage, deals=unit.deals, arrivals=arrivals if unit.new_deals else None,
+                         n_trials=unit.n_trials, seed=block_seed(base.config.forecast.seed, unit.index))
+
+
+def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL, *,
+                      deals: OpenDeals | None = None, new_deals: bool = True) -> SimResult:
+    """The forecast's trials (``deals``: only these open deals; ``new_deals=False``: no arrivals). With
+    ``forecast.parameter_uncertainty``, the trials are cut into blocks and each block runs on a model
+    refitted to a bootstrap resample of the deals known at as-of (its own derived seed), so the spread
+    carries the estimation error of the tables and arrival rates too. On a Dask engine the trials (or the
+    bootstrap blocks) run on the workers, with the same result."""
     cfg = base.config
     if not cfg.forecast.parameter_uncertainty:
-        return simulate_base(base, progress=progress, engine=engine)
-    units = [(b, n) for b, (_, n) in enumerate(bootstrap_blocks(cfg.forecast.trials))]
+        return simulate_base(base, deals=deals, arrivals=True if new_deals else None, progress=progress,
+                             engine=engine)
+    units = [BootstrapBlock(b, n, deals, new_deals) for b, (_, n) in enumerate(bootstrap_blocks(cfg.forecast.trials))]
     done = [0]
 
     def step(b: int) -> None:  # blocks may finish in any order on a Dask engine
-        done[0] += units[b][1]
+        done[0] += units[b].n_trials
         if progress is not None:
             progress(done[0], cfg.forecast.trials)
 
@@ -211,9 +233,11 @@ def run_forecast(config: Config, *, model_dir: Path | None = None,
     base = prepare(config, model_dir=model_dir)
     t_prepared = time.perf_counter()
     sim = simulate_forecast(base, progress=progress, engine=engine)
+    groups = rollups(base, sim, lambda deals: simulate_forecast(base, engine=engine, deals=deals, new_deals=False))
     t_simulated = time.perf_counter()
-    summary = summarize_base(base, sim)
+    summary = summarize_base(base, sim, rollups=groups)
     summary["timing"] = {**base.timing, "simulate_s": t_simulated - t_prepared,
                          "total_s": time.perf_counter() - t_start, "engine": engine.describe()}
     d = base.deals
-    return Forecast(base.config, base.data, base.model, sim, base.open_idx, d.cell, d.age, summary, base)
+    return Forecast(base.config, base.data, base.model, sim, base.open_idx, d.cell, d.age, summary, base,
+                    tuple(groups))

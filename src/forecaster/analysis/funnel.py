@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from forecaster.calendar import to_date
+from forecaster.config import PIPELINE_ATTR
 from forecaster.crm import WON, Snapshot
 from forecaster.errors import ConfigError
 from forecaster.model import PipelineModel, model_groups, open_deal_cells
@@ -156,9 +157,16 @@ def funnel(model: PipelineModel, data: Snapshot, segment: tuple[str, ...] = ()) 
     velocity = (len(o_stage) * win_rate * avg_won / cycle) if cycle and cycle > 0 else 0.0
     mean_amount_in = np.where(entered > 0, amount_in / np.maximum(entered, 1), 0.0)
     lost_value = visits * p_exit_mix[:, n_s + 1] * mean_amount_in
+    shown, won_name, lost_name = pipeline_stages(model, gsel)
+    keep = list(range(n_s)) if shown is None else sorted(shown)
+    if shown is not None:  # one pipeline: only its stages, under its won and lost names
+        rename = {model.won: won_name, model.lost: lost_name}
+        stages = [{**stages[i], "p_exit": {rename.get(k, k): v for k, v in stages[i]["p_exit"].items()
+                                          if k in rename or model.stages.index(k) in shown}} for i in keep]
     return {
         "as_of": to_date(data.as_of).isoformat(),
         "segment": sel.label,
+        "currency": data.currency,
         "stages": stages,
         "overall": {
             "win_rate": win_rate,
@@ -168,9 +176,23 @@ def funnel(model: PipelineModel, data: Snapshot, segment: tuple[str, ...] = ()) 
             "open_amount": float(o_amount.sum()),
             "velocity_per_day": float(velocity),
         },
-        "bottleneck": model.stages[int(np.argmax(lost_value))],
-        "bottleneck_lost_value_per_new_deal": {model.stages[s]: float(lost_value[s]) for s in range(n_s)},
+        "bottleneck": model.stages[keep[int(np.argmax(lost_value[keep]))]],
+        "bottleneck_lost_value_per_new_deal": {model.stages[s]: float(lost_value[s]) for s in keep},
     }
+
+
+def pipeline_stages(model: PipelineModel, gsel: np.ndarray) -> tuple[set[int] | None, str, str]:
+    """When every selected group is in one pipeline (``pipelines:``): its stage indices and its won and lost
+    names; else (None, won, lost)."""
+    pipes = model.meta.get("pipelines") or {}
+    if not pipes or PIPELINE_ATTR not in model.segment_by:
+        return None, model.won, model.lost
+    j = model.segment_by.index(PIPELINE_ATTR)
+    names = {model.groups[g][j] for g in gsel}
+    if len(names) != 1 or next(iter(names)) not in pipes:
+        return None, model.won, model.lost
+    p = pipes[names.pop()]
+    return {model.stages.index(s) for s in p["stages"]}, p["won"], p["lost"]
 
 
 __all__ = ["funnel", "absorption", "cell_exit_shares", "cell_curve", "select_groups"]

@@ -164,5 +164,6 @@ def explain(base: Base, result: dict[str, Any]) -> dict[str, Any]:
     result["as_of"] = base.as_of.isoformat()
     result["window"] = {"start": base.start.isoformat(), "end": base.end.isoformat()}
     result["answer"] = lines
+    result["currency"] = base.data.currency
     result["reverse_funnel"] = {"avg_won_amount": avg_won, "wins_needed": wins_needed, "stages": reverse}
     return result

@@ -81,11 +81,13 @@ def top_deals(deals: pa.Table, n: int = TOP_DEALS) -> list[dict[str, Any]]:
     return deals.take(order[:n]).to_pylist()
 
 
-def group_trials_table(sim: Any, segment_by: tuple[str, ...], groups: list[tuple[str, ...]]) -> pa.Table:
+def group_trials_table(sim: Any, segment_by: tuple[str, ...], groups: list[tuple[str, ...]],
+                       rollups: Any = ()) -> pa.Table:
     """Per trial and reporting group, long format (group_trials.parquet): ``trial`` int64, ``column``
-    and ``value`` (a segment column and one of its values), ``revenue`` float64 and ``won_deals`` int64
-    won in the window by that group's deals (open and new). A value's figures add up the segment
-    combinations that carry it, so P10/P90 per value can be computed outside the tool."""
+    and ``value`` (a segment column and one of its values, or a ``report_by`` column and one of its
+    groups, "(new deals)" included), ``revenue`` float64 and ``won_deals`` int64 won in the window by that
+    group's deals. A segment value's figures add up the segment combinations that carry it (open and new
+    deals), so P10/P90 per value can be computed outside the tool."""
     t = sim.n_trials
     parts: list[tuple[str, str, np.ndarray, np.ndarray]] = []
     for j, col in enumerate(segment_by):
@@ -93,6 +95,11 @@ def group_trials_table(sim: Any, segment_by: tuple[str, ...], groups: list[tuple
             cols = np.flatnonzero([g[j] == value for g in groups])
             parts.append((col, value, sim.group_revenue[:, cols].sum(axis=1),
                           sim.group_wins[:, cols].sum(axis=1, dtype=np.int64)))
+    for r in rollups:
+        if r.column in segment_by:  # already there, from the segments
+            continue
+        parts += [(r.column, v, rev, np.asarray(won, np.int64))
+                  for v, rev, won in zip(r.values, r.revenue, r.wins) if v != "(total)"]
     return pa.table({
         "trial": pa.array(np.tile(np.arange(t, dtype=np.int64), len(parts)), pa.int64()),
         "column": pa.array([c for c, _, _, _ in parts for _ in range(t)], pa.string()),
@@ -106,8 +113,8 @@ def group_trials_table(sim: Any, segment_by: tuple[str, ...], groups: list[tuple
 def forecast_tables(f: Forecast) -> dict[str, pa.Table]:
     """The Parquet tables of a forecast by file stem: trials, deals, group_trials."""
     m = f.model
-    return {"trials": trials_table(f.sim, f.summary), "deals": deals_table(f),
-            "group_trials": group_trials_table(f.sim, m.segment_by, list(m.groups))}
+    return {"trials": trials_table(f.sim, f.summary, f.rollups), "deals": deals_table(f),
+            "group_trials": group_trials_table(f.sim, m.segment_by, list(m.groups), f.rollups)}
 
 
 def load_previous(path: Path) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import pyarrow as pa
 
 from forecaster._version import __version__
 from forecaster.analysis.actuals import won_to_date
+from forecaster.calendar import NO_DATE
 
 QUANTILES = {"p5": 0.05, "p10": 0.10, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p90": 0.90, "p95": 0.95}
 
@@ -65,8 +66,9 @@ def summarize(sim: Any, *, as_of: dt.date, start: dt.date, end: dt.date, periods
     }
 
 
-def summarize_base(base: Any, sim: Any, deals: Any = None) -> dict[str, Any]:
-    """summary.json of a run on a prepared base (analysis.forecast.Base), without timing."""
+def summarize_base(base: Any, sim: Any, deals: Any = None, rollups: Any = ()) -> dict[str, Any]:
+    """summary.json of a run on a prepared base (analysis.forecast.Base), without timing; ``rollups``:
+    analysis.rollups.Rollup per report_by column."""
     deals = deals if deals is not None else base.deals
     model = base.model
     summary = summarize(
@@ -75,6 +77,13 @@ def summarize_base(base: Any, sim: Any, deals: Any = None) -> dict[str, Any]:
         quota=base.config.forecast.quota, open_deals=deals.n_deals, open_amount=float(deals.amount.sum()),
         stage_names=list(model.stages),
     )
+    summary["currency"] = base.data.currency
+    if rollups:
+        summary["report_by"] = {
+            r.column: {v: {"revenue": describe(rev), "won_deals": describe(won)}
+                       for v, rev, won in zip(r.values, r.revenue, r.wins)}
+            for r in rollups
+        }
     summary["new_deals"] = bool(base.config.forecast.new_deals)
     summary["config_sha256"] = base.config.sha256
     summary["version"] = __version__
@@ -84,15 +93,33 @@ def summarize_base(base: Any, sim: Any, deals: Any = None) -> dict[str, Any]:
     return summary
 
 
-def trials_table(sim: Any, summary: dict[str, Any]) -> pa.Table:
-    """One row per trial: trial, revenue, won_deals, new-deal revenue, and per period its revenue and wins."""
+def with_currency(table: pa.Table, currency: str | None) -> pa.Table:
+    """The table with the output currency in its schema metadata (forecaster.currency)."""
+    if currency is None:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), b"forecaster.currency": currency.encode()})
+
+
+def trials_table(sim: Any, summary: dict[str, Any], rollups: Any = ()) -> pa.Table:
+    """One row per trial: trial, revenue, won_deals, new-deal revenue, per period its revenue and wins, and
+    per report_by group (``revenue_COLUMN=VALUE``, ``won_deals_COLUMN=VALUE``) its revenue and wins."""
     cols: dict[str, Any] = {"trial": np.arange(sim.n_trials, dtype=np.int64), "revenue": sim.revenue,
                             "won_deals": sim.won_deals, "new_deal_revenue": sim.new_revenue}
     for p, period in enumerate(summary["periods"]):
         cols[f"revenue_{period['start']}"] = sim.period_revenue[:, p]
     for p, period in enumerate(summary["periods"]):
         cols[f"won_deals_{period['start']}"] = sim.period_wins[:, p]
-    return pa.table(cols)
+    for r in rollups:
+        for v, rev, won in zip(r.values, r.revenue, r.wins):
+            if v != "(total)":
+                cols[f"revenue_{r.column}={v}"] = rev
+                cols[f"won_deals_{r.column}={v}"] = won
+    return with_currency(pa.table(cols), summary.get("currency"))
+
+
+def dates(days: np.ndarray) -> pa.Array:
+    """Day numbers as an Arrow date column (NO_DATE: null)."""
+    return pa.array(days.astype(np.int32), pa.date32(), mask=days == NO_DATE)
 
 
 def deals_table(f: Any) -> pa.Table:
@@ -110,7 +137,7 @@ def deals_table(f: Any) -> pa.Table:
         "age_days": f.age,
         "amount": amount,
     }
-    for col in model.segment_by:
+    for col in dict.fromkeys((*model.segment_by, *f.config.report_by)):
         cols[col] = data.attrs[col].take(pa.array(idx))
     cols.update({
         "p_win": sim.deal_p_win,
@@ -118,9 +145,24 @@ def deals_table(f: Any) -> pa.Table:
         "p_open": (sim.n_trials - sim.deal_won_trials - sim.deal_lost_trials) / sim.n_trials,
         "expected_revenue": sim.deal_p_win * amount,
         "median_close_date": pa.array([d if m >= 0 else None for d, m in zip(med_dates, med.tolist())], pa.date32()),
+        "crm_expected_close": dates(data.expected_close[idx]),
+        "crm_probability": data.crm_probability[idx],
+        "forecast_category": pa.array(data.forecast_category[idx].tolist(), pa.string()),
+        "close_pushes": data.close_pushes[idx],
+        "close_push_days": data.close_push_days[idx],
+        "stale": stale(model, f.cell, f.age),
     })
     cols.update(deal_p_win_by_period(sim, f.summary["periods"]))
-    return pa.table(cols)
+    return with_currency(pa.table(cols), data.currency)
+
+
+def stale(model: Any, cell: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """bool [n]: open deals older in their stage than the 90th percentile of its time in stage (the fitted
+    curve of the deal's own cell): the rule of the funnel's ``stale_deals``."""
+    from forecaster.analysis.funnel import cell_curve, quantile
+
+    p90 = {int(c): quantile(cell_curve(model, int(c)), 0.9) for c in np.unique(cell)}
+    return np.array([a > p90[int(c)] for c, a in zip(cell.tolist(), age.tolist())], bool)
 
 
 def deal_p_win_by_period(sim: Any, periods: list[dict[str, Any]]) -> dict[str, np.ndarray]:

@@ -3,6 +3,8 @@ column, row and deal; warnings counted, never silent."""
 
 from __future__ import annotations
 
+from typing import Callable, Sequence
+
 import numpy as np
 import pyarrow as pa
 
@@ -22,13 +24,15 @@ class Collector:
         if count:
             self.warnings[key] = DataWarning(key, int(count), message)
 
-    def rows(self, mask: np.ndarray, ids: np.ndarray | None, prefix: str, what: str, values=None) -> None:
-        """One problem line per bad row (the CLI shows the first 20 and a count)."""
+    def rows(self, mask: np.ndarray, ids: np.ndarray | None, prefix: str, what: str, values=None,
+             hint: Callable[[object], str] | None = None) -> None:
+        """One problem line per bad row (the CLI shows the first 20 and a count); ``hint(value)``: what to do."""
         for i in np.flatnonzero(mask):
             deal_id = py_value(ids[i]) if ids is not None else None
             deal = f" (deal '{deal_id}')" if deal_id is not None else ""
-            val = f": {py_value(values[i])!r}" if values is not None else ""
-            self.problems.add(f"{prefix}: row {i + 1}{deal}: {what}{val}")
+            value = py_value(values[i]) if values is not None else None
+            val = f": {value!r}" if values is not None else ""
+            self.problems.add(f"{prefix}: row {i + 1}{deal}: {what}{val}{hint(value) if hint else ''}")
 
 
 def py_value(x: object) -> object:
@@ -63,15 +67,18 @@ def col_label(cfg: DataConfig, canonical: str) -> str:
     return f"column '{real}'" + (f" ({plain})" if real != plain else "")
 
 
-def require(table: pa.Table, path, cfg: DataConfig, names: tuple[str, ...], probs: Problems) -> bool:
-    """Every canonical column in ``names`` is present (under its mapped name); one problem per missing one."""
+def require(columns: Sequence[str], path, cfg: DataConfig, names: tuple[str, ...], probs: Problems) -> bool:
+    """Every canonical column in ``names`` is among ``columns`` (under its mapped name); one problem per
+    missing one."""
     ok = True
     for canonical in names:
         real = cfg.column(canonical)
-        if real not in table.column_names:
-            mapped = f" (mapped from '{canonical}' in data.columns)" if real != canonical else ""
-            probs.add(
-                f"{path}: missing required column '{real}'{mapped}{suggest(real, table.column_names)}"
-            )
+        if real not in columns:
+            plain = canonical.removeprefix("history_")
+            if cfg.format != "generic":
+                mapped = f" (the {cfg.format} name of '{plain}'; another is set with data.columns.{canonical})"
+            else:
+                mapped = f" (mapped from '{plain}' in data.columns)" if real != canonical else ""
+            probs.add(f"{path}: missing required column '{real}'{mapped}{suggest(real, columns)}")
             ok = False
     return ok

@@ -30,14 +30,45 @@ class DataWarning:
 
 
 @dataclass(frozen=True)
+class FieldHistory:
+    """What the CRM said about each deal over time, one row per stage-history row (edit rows included,
+    sorted by deal and time): ``deal`` int32, ``day`` int32, ``expected_close`` int32 (NO_DATE: not given),
+    ``probability`` float64 (NaN: not given), ``category`` object (None: not given). ``has_*``: whether the
+    history holds that field at all (else the deals table's current value is the only one known)."""
+
+    deal: np.ndarray
+    day: np.ndarray
+    expected_close: np.ndarray
+    probability: np.ndarray
+    category: np.ndarray
+    has_expected_close: bool
+    has_probability: bool
+    has_category: bool
+
+    def take(self, rows: np.ndarray, new_deal: np.ndarray) -> FieldHistory:
+        """Rows ``rows`` with their deal indices replaced by ``new_deal``."""
+        return FieldHistory(new_deal.astype(np.int32), self.day[rows], self.expected_close[rows],
+                            self.probability[rows], self.category[rows], self.has_expected_close,
+                            self.has_probability, self.has_category)
+
+
+@dataclass(frozen=True)
 class CRMData:
     """A validated CRM export, as arrays.
 
-    Deals (length n): ``deal_id`` str objects, ``created`` / ``closed`` int32 days (closed is NO_DATE
-    while open), ``status`` int8 (OPEN/WON/LOST), ``amount`` float64, ``attrs`` pyarrow table of the
-    attribute columns as strings. History (length m, sorted by deal, date, file order; open stages only,
-    consecutive repeats of a stage merged): ``h_deal`` int32 index into deals, ``h_stage`` int16 index
-    into ``stages``, ``h_entered`` int32 days.
+    Deals (length n): ``deal_id`` numpy StringDType (each element a str), ``created`` / ``closed`` int32 days (closed is NO_DATE
+    while open; the day the deal entered its won/lost stage when the history says so), ``status`` int8
+    (OPEN/WON/LOST), ``amount`` float64 (in ``currency``, the output currency; None when the export names
+    none), ``attrs`` pyarrow table of the attribute columns as strings.
+    What the CRM says about each deal (as of the snapshot's date in a Snapshot; the export's latest in a
+    CRMData): ``expected_close`` int32 days (the rep's expected close date; NO_DATE when unknown),
+    ``crm_probability`` float64 in [0, 1] (NaN when unknown), ``forecast_category`` object (str or None),
+    ``close_pushes`` / ``close_push_days`` int32 (how many times and by how many days in all the expected
+    close date was moved later; 0 when the export cannot tell); ``fields``: their history.
+    History (length m, sorted by deal, time, file order; consecutive repeats of a stage merged):
+    ``h_deal`` int32 index into deals, ``h_stage`` int16 index into ``stages`` - or ``len(stages)`` (won)
+    / ``len(stages) + 1`` (lost) for a closing the deal was later reopened from (always followed by a row
+    of an open stage) - and ``h_entered`` int32 days.
     """
 
     deal_id: np.ndarray
@@ -46,6 +77,13 @@ class CRMData:
     status: np.ndarray
     amount: np.ndarray
     attrs: pa.Table
+    expected_close: np.ndarray
+    crm_probability: np.ndarray
+    forecast_category: np.ndarray
+    close_pushes: np.ndarray
+    close_push_days: np.ndarray
+    currency: str | None
+    fields: FieldHistory | None
     h_deal: np.ndarray
     h_stage: np.ndarray
     h_entered: np.ndarray

@@ -8,6 +8,7 @@ stage, and the stage spells (stays in open stages, exited or censored at as_of).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -16,13 +17,14 @@ import pyarrow as pa
 
 from forecaster.calendar import NO_DATE, to_date, to_day
 from forecaster.config import Config
-from forecaster.crm.export import OPEN, STATUS_NAMES, WON, CRMData, DataWarning, ExportInfo
+from forecaster.crm.export import LOST, OPEN, STATUS_NAMES, WON, CRMData, DataWarning, ExportInfo
+from forecaster.crm.fields import DealFields, fields_as_of
 from forecaster.errors import DataError
 
 
 @dataclass(frozen=True)
 class Spells:
-    """Stays in open stages as of D, one per history row. ``deal``, ``stage``, ``entered`` (day), ``dur``:
+    """Stays in open stages as of D, one per open-stage history row. ``deal``, ``stage``, ``entered`` (day), ``dur``:
     exit day since entry (exited) or age at D (censored, >= 1); ``dest``: destination (open stage index,
     S = won, S + 1 = lost; -1 when censored); ``exited`` bool."""
 
@@ -60,21 +62,27 @@ class Snapshot(CRMData):
 
 def stage_spells(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.ndarray, status: np.ndarray,
                  closed: np.ndarray, n_stages: int, as_of: int) -> Spells:
-    """Each history row opens a spell; it ends at the deal's next row, at its closing, or is censored."""
-    d, s, e = h_deal, h_stage.astype(np.int64), h_entered.astype(np.int64)
-    m = len(d)
+    """Each open-stage row opens a spell; it ends at the deal's next row (another stage, or a closing it was
+    later reopened from), at its closing, or is censored. (Written to hold few temporaries: a million
+    deal-level deals are a million spells.)"""
+    d, m = h_deal, len(h_deal)
     has_next = np.zeros(m, bool)
     has_next[:-1] = d[1:] == d[:-1]
-    nxt_entered = np.r_[e[1:], 0][:m]
-    nxt_stage = np.r_[s[1:], 0][:m]
-    status = status[d]
-    closed = closed[d].astype(np.int64)
-    closes = ~has_next & (status != OPEN)
+    status_d = status[d]
+    closes = ~has_next & (status_d != OPEN)
+    exit_day = np.where(closes, closed[d], np.int32(as_of)).astype(np.int32)
+    nxt = np.flatnonzero(has_next)
+    exit_day[nxt] = h_entered[nxt + 1]
+    dest = np.full(m, -1, np.int64)
+    dest[closes] = np.where(status_d[closes] == WON, n_stages, n_stages + 1)
+    dest[nxt] = h_stage[nxt + 1]
     exited = has_next | closes
-    exit_day = np.where(has_next, nxt_entered, np.where(closes, closed, as_of))
-    dest = np.where(has_next, nxt_stage, np.where(status == WON, n_stages, n_stages + 1))
-    dest = np.where(exited, dest, -1)
-    return Spells(d, s, e, (exit_day - e).astype(np.int64), dest.astype(np.int64), exited)
+    dur = exit_day.astype(np.int64) - h_entered
+    op = h_stage < n_stages
+    s, e = h_stage.astype(np.int64), h_entered.astype(np.int64)
+    if op.all():
+        return Spells(d, s, e, dur, dest, exited)
+    return Spells(d[op], s[op], e[op], dur[op], dest[op], exited[op])
 
 
 def _with_derived(data: CRMData, as_of: int, export: ExportInfo) -> Snapshot:
@@ -98,29 +106,49 @@ def _with_derived(data: CRMData, as_of: int, export: ExportInfo) -> Snapshot:
 
 
 def default_as_of(data: CRMData) -> int:
-    """The first day after the latest date in the export."""
+    """The first day after the last recorded event (creation, stage entry, close) in the export."""
     return data.last_day() + 1
+
+
+def _reopened_closings(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.ndarray, status: np.ndarray,
+                       closed: np.ndarray, n_stages: int) -> np.ndarray:
+    """A deal whose last row before the cut is a closing it was reopened from later is closed as of the cut:
+    its status and close day are set (in place); returns the rows to keep (that closing row goes)."""
+    keep = np.ones(len(h_deal), bool)
+    if len(h_deal):
+        last = np.r_[h_deal[1:] != h_deal[:-1], True]
+        trailing = last & (h_stage >= n_stages)
+        deals = h_deal[trailing]
+        status[deals] = np.where(h_stage[trailing] == n_stages, WON, LOST)
+        closed[deals] = h_entered[trailing]
+        keep = ~trailing
+    return keep
 
 
 def cut(data: CRMData, as_of: int) -> Snapshot:
     """The export as known before day ``as_of``: nothing dated on or after it is visible.
 
-    Deals created on/after as_of vanish; deals closed on/after as_of are open; stage rows on/after
-    as_of are dropped. A deal with no stage row left sits in the first stage since created_at
+    Deals created on/after as_of vanish; deals closed on/after as_of are open (or closed at a closing
+    they were reopened from later); stage rows on/after as_of are dropped; the CRM's fields are those of
+    the history rows before as_of. A deal with no stage row left sits in the first stage since created_at
     (deal-level mode: always).
     """
     keep = data.created < as_of
     new_index = np.cumsum(keep, dtype=np.int64) - 1
-    closed = data.closed[keep]
+    rows = slice(None) if keep.all() else keep  # every deal known: share the arrays, copy nothing
+    closed = data.closed[keep].copy()
     status = data.status[keep].copy()
     later = (closed != NO_DATE) & (closed >= as_of)
     status[later] = OPEN
-    closed = np.where(later, NO_DATE, closed).astype(np.int32)
+    closed[later] = NO_DATE
 
     hk = keep[data.h_deal] & (data.h_entered < as_of) if len(data.h_deal) else np.zeros(0, bool)
     h_deal = new_index[data.h_deal[hk]].astype(np.int32)
     h_stage = data.h_stage[hk]
     h_entered = data.h_entered[hk]
+    closing = _reopened_closings(h_deal, h_stage, h_entered, status, closed, len(data.stages))
+    if not closing.all():
+        h_deal, h_stage, h_entered = h_deal[closing], h_stage[closing], h_entered[closing]
     n = int(keep.sum())
     has_row = np.zeros(n, bool)
     has_row[h_deal] = True
@@ -128,47 +156,78 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
     warnings = [w for w in data.warnings if w.key != "no_stage_rows"]
     if len(missing):
         created = data.created[keep]
-        h_deal = np.r_[h_deal, missing.astype(np.int32)]
-        h_stage = np.r_[h_stage, np.zeros(len(missing), np.int16)]
-        h_entered = np.r_[h_entered, created[missing]]
-        order = np.lexsort((h_entered, h_deal))  # stable: the synthetic row is each such deal's only row
-        h_deal, h_stage, h_entered = h_deal[order], h_stage[order], h_entered[order]
+        if len(h_deal):
+            h_deal = np.r_[h_deal, missing.astype(np.int32)]
+            h_stage = np.r_[h_stage, np.zeros(len(missing), np.int16)]
+            h_entered = np.r_[h_entered, created[missing]]
+            order = np.lexsort((h_entered, h_deal))  # stable: the synthetic row is each such deal's only row
+            h_deal, h_stage, h_entered = h_deal[order], h_stage[order], h_entered[order]
+        else:  # no stage row at all (deal-level): one row per deal, in deal order already
+            h_deal, h_stage, h_entered = missing.astype(np.int32), np.zeros(len(missing), np.int16), created
         if not data.deal_level:
             warnings.append(DataWarning("no_stage_rows", len(missing),
                                         f"deals with no stage row before as_of (placed in '{data.stages[0]}' "
                                         f"from created_at)"))
+    fields = None
+    if data.fields is not None:
+        fk = keep[data.fields.deal] & (data.fields.day < as_of)
+        fields = data.fields.take(np.flatnonzero(fk), new_index[data.fields.deal[fk]])
+    now = fields_as_of(fields, deal_fields(data).take(rows), as_of)
     cut_data = CRMData(
-        deal_id=data.deal_id[keep],
-        created=data.created[keep],
-        closed=closed,
-        status=status,
-        amount=data.amount[keep],
-        attrs=data.attrs.filter(pa.array(keep)),
-        h_deal=h_deal.astype(np.int32),
-        h_stage=h_stage.astype(np.int16),
-        h_entered=h_entered.astype(np.int32),
-        stages=data.stages,
-        deal_level=data.deal_level,
-        warnings=tuple(warnings),
-        fingerprint=data.fingerprint,
+        deal_id=data.deal_id[rows], created=data.created[rows], closed=closed.astype(np.int32), status=status,
+        amount=data.amount[rows], attrs=data.attrs if keep.all() else data.attrs.filter(pa.array(keep)),
+        expected_close=now.expected_close,
+        crm_probability=now.probability, forecast_category=now.category, close_pushes=now.close_pushes,
+        close_push_days=now.close_push_days, currency=data.currency, fields=fields,
+        h_deal=h_deal.astype(np.int32), h_stage=h_stage.astype(np.int16), h_entered=h_entered.astype(np.int32),
+        stages=data.stages, deal_level=data.deal_level, warnings=tuple(warnings), fingerprint=data.fingerprint,
         sources=data.sources,
     )
     return _with_derived(cut_data, as_of, data.info())
 
 
+def deal_fields(data: CRMData) -> DealFields:
+    return DealFields(data.expected_close, data.crm_probability, data.forecast_category, data.close_pushes,
+                      data.close_push_days)
+
+
+MAX_DAYS_AFTER_DATA = 30
+
+
+def as_of_day(data: CRMData, when: dt.date | None) -> tuple[int, DataWarning | None]:
+    """The as-of day (``when``, or the day after the last recorded event) and a warning when it lies after
+    the data; more than 30 days after the last event is an error naming both dates."""
+    last = data.last_day()
+    if when is None:
+        return last + 1, None
+    day = to_day(when)
+    gap = day - last
+    if gap > MAX_DAYS_AFTER_DATA:
+        raise DataError(f"as_of {when} is {gap:,} days after the last recorded event in the data ({to_date(last)}); "
+                        f"pick an as-of date up to {MAX_DAYS_AFTER_DATA} days after it")
+    if gap > 1:
+        return day, DataWarning("as_of_after_data", gap, f"as_of {when} is after the last recorded event in the data "
+                                                         f"({to_date(last)}): no deal is seen arriving or moving in "
+                                                         f"the days between")
+    return day, None
+
+
 def snapshot(data: CRMData, config: Config, as_of: dt.date | None = None) -> Snapshot:
-    """Cut a loaded export at ``as_of`` (or the config's forecast.as_of, or the day after the data's end)."""
-    when = as_of or config.forecast.as_of
-    day = to_day(when) if when is not None else default_as_of(data)
+    """Cut a loaded export at ``as_of`` (or the config's forecast.as_of, or the day after the data's last
+    recorded event)."""
+    day, late = as_of_day(data, as_of or config.forecast.as_of)
     out = cut(data, day)
     if out.n_deals == 0:
         raise DataError(f"{config.data.deals}: no deal was created before as_of {to_date(day)}")
+    if late is not None:
+        out = dataclasses.replace(out, warnings=out.warnings + (late,))
     return out
 
 
 def resample(snap: Snapshot, idx: np.ndarray) -> Snapshot:
     """The snapshot made of deals ``idx`` (repeats allowed: a bootstrap resample), each with its stage rows.
-    Deal ids repeat with their deals; a resample is for fitting, not for forecasting its deals."""
+    Deal ids repeat with their deals; a resample is for fitting, not for forecasting its deals (its CRM
+    fields are the snapshot's, without their history)."""
     idx = np.asarray(idx, np.int64)
     n = snap.n_deals
     first = np.searchsorted(snap.h_deal, np.arange(n), side="left")
@@ -177,20 +236,13 @@ def resample(snap: Snapshot, idx: np.ndarray) -> Snapshot:
     new_first = np.r_[0, np.cumsum(counts)[:-1]]
     rows = np.repeat(first[idx] - new_first, counts) + np.arange(int(counts.sum()))
     data = CRMData(
-        deal_id=snap.deal_id[idx],
-        created=snap.created[idx],
-        closed=snap.closed[idx],
-        status=snap.status[idx],
-        amount=snap.amount[idx],
-        attrs=snap.attrs.take(pa.array(idx)),
-        h_deal=np.repeat(np.arange(len(idx), dtype=np.int32), counts),
-        h_stage=snap.h_stage[rows],
-        h_entered=snap.h_entered[rows],
-        stages=snap.stages,
-        deal_level=snap.deal_level,
-        warnings=snap.warnings,
-        fingerprint=snap.fingerprint,
-        sources=snap.sources,
+        deal_id=snap.deal_id[idx], created=snap.created[idx], closed=snap.closed[idx], status=snap.status[idx],
+        amount=snap.amount[idx], attrs=snap.attrs.take(pa.array(idx)), expected_close=snap.expected_close[idx],
+        crm_probability=snap.crm_probability[idx], forecast_category=snap.forecast_category[idx],
+        close_pushes=snap.close_pushes[idx], close_push_days=snap.close_push_days[idx], currency=snap.currency,
+        fields=None, h_deal=np.repeat(np.arange(len(idx), dtype=np.int32), counts), h_stage=snap.h_stage[rows],
+        h_entered=snap.h_entered[rows], stages=snap.stages, deal_level=snap.deal_level, warnings=snap.warnings,
+        fingerprint=snap.fingerprint, sources=snap.sources,
     )
     return _with_derived(data, snap.as_of, snap.export)
 
@@ -209,6 +261,7 @@ class PipelineView:
     last_day: dt.date | None
     stages_seen: tuple[str, ...]
     segment_values: dict[str, int]
+    currency: str | None = None
 
 
 def pipeline_view(snap: Snapshot, segment_by: tuple[str, ...] = ()) -> PipelineView:
@@ -221,7 +274,7 @@ def pipeline_view(snap: Snapshot, segment_by: tuple[str, ...] = ()) -> PipelineV
     for i in range(n_s):
         if (s == i).any():
             med[i] = float(np.median(age[s == i]))
-    seen = np.unique(snap.h_stage) if len(snap.h_stage) else np.zeros(0, int)
+    seen = np.unique(snap.h_stage[snap.h_stage < n_s]) if len(snap.h_stage) else np.zeros(0, int)
     return PipelineView(
         as_of=to_date(snap.as_of),
         stages=snap.stages,
@@ -233,6 +286,7 @@ def pipeline_view(snap: Snapshot, segment_by: tuple[str, ...] = ()) -> PipelineV
         last_day=to_date(snap.last_day()) if snap.n_deals else None,
         stages_seen=tuple(snap.stages[i] for i in seen),
         segment_values={name: len(np.unique(snap.attrs[name].to_numpy(zero_copy_only=False))) for name in segment_by},
+        currency=snap.currency,
     )
 
 

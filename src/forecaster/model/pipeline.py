@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from forecaster._version import __version__
-from forecaster.config import Config
+from forecaster.config import Config, identity_sha256
 from forecaster.crm import Snapshot
 from forecaster.errors import ModelError
 from forecaster.model import store
@@ -64,9 +64,11 @@ class PipelineModel:
         return store.save(self, directory)
 
     @classmethod
-    def load(cls, directory: str | Path, expect_fingerprint: str | None = None) -> PipelineModel:
-        """Read a saved model; refuse another format version, or data other than ``expect_fingerprint``."""
-        return store.load(cls, directory, expect_fingerprint)
+    def load(cls, directory: str | Path, expect_fingerprint: str | None = None,
+             expect_config: dict[str, Any] | None = None) -> PipelineModel:
+        """Read a saved model; refuse another format version, data other than ``expect_fingerprint``, or a
+        model fitted with a config other than ``expect_config`` (``Config.fit_identity()``)."""
+        return store.load(cls, directory, expect_fingerprint, expect_config)
 
 
 def group_index(snap: Snapshot, segment_by: tuple[str, ...]) -> tuple[np.ndarray, list[tuple[str, ...]]]:
@@ -105,9 +107,12 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
                                       opts.prior_strength)
     arrivals, arrival_info = fit_arrivals(snap, deal_group, len(groups), opts.lookback_days, opts.prior_strength)
     arrivals.check(stage)
+    identity = config.fit_identity()
     meta = {
         "version": __version__,
         "config_sha256": config.sha256,
+        "fit_config": identity,
+        "fit_config_sha256": identity_sha256(identity),
         "data_fingerprint": snap.fingerprint,
         "warnings": snap.warning_counts(),
         "fit": {"lookback_days": opts.lookback_days, "min_bin_exits": opts.min_bin_exits,
@@ -118,6 +123,8 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
                    "time_scale": float(figures["segment_time_scale"][g])}
             for g, name in enumerate(group_names(config.segment_by, list(groups)))
         },
+        "pipelines": {p.name: {"stages": list(p.model_stages), "won": p.won, "lost": p.lost}
+                      for p in config.pipelines},
         "n_deals": snap.n_deals,
         "n_spells": int(len(snap.spells.deal)),
         "arrival_window": arrival_info,

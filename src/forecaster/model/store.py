@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 
 from forecaster._version import __version__
 from forecaster.calendar import to_date
+from forecaster.config import identity_sha256
 from forecaster.errors import ModelError
 from forecaster.files import dumps, write_atomic
 from forecaster.model.tables import ArrivalTables, StageTables
@@ -20,9 +21,9 @@ from forecaster.model.tables import ArrivalTables, StageTables
 if TYPE_CHECKING:
     from forecaster.model.pipeline import PipelineModel
 
-FORMAT_VERSION = 1
-META_KEYS = ("version", "config_sha256", "data_fingerprint", "warnings", "fit", "n_deals", "n_spells",
-             "arrival_window", "segment_effects")
+FORMAT_VERSION = 2  # 2: the fit config is recorded (fit_config, fit_config_sha256)
+META_KEYS = ("version", "config_sha256", "fit_config", "fit_config_sha256", "data_fingerprint", "warnings", "fit", "n_deals", "n_spells",
+             "arrival_window", "segment_effects", "pipelines")
 
 
 def save(model: PipelineModel, directory: str | Path) -> Path:
@@ -73,7 +74,28 @@ def save(model: PipelineModel, directory: str | Path) -> Path:
     return out
 
 
-def _read_doc(d: Path, expect_fingerprint: str | None) -> dict:
+def _plain(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_plain(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_plain(x)}" for k, x in v.items()) + "}"
+    return "none" if v is None else str(v)
+
+
+def differences(fitted: Any, now: Any, key: str = "") -> list[str]:
+    """'KEY was X, the config has Y' for each leaf where two fit configs differ."""
+    if isinstance(fitted, dict) and isinstance(now, dict):
+        out = []
+        for k in dict.fromkeys([*fitted, *now]):
+            out += differences(fitted.get(k), now.get(k), f"{key}.{k}" if key else str(k))
+        return out
+    if fitted == now:
+        return []
+    verb = "were" if isinstance(fitted, list) else "was"
+    return [f"{key} {verb} {_plain(fitted)}, the config has {_plain(now)}"]
+
+
+def _read_doc(d: Path, expect_fingerprint: str | None, expect_config: dict[str, Any] | None = None) -> dict:
     path = d / "model.json"
     if not path.is_file():
         raise ModelError(f"{d}: no model.json (write one with `forecaster fit CONFIG -o {d}`)")
@@ -92,13 +114,19 @@ def _read_doc(d: Path, expect_fingerprint: str | None) -> dict:
             f"{path}: the model was fitted on other data (fingerprint {str(doc.get('data_fingerprint'))[:12]}, "
             f"the config's data has {expect_fingerprint[:12]}); refit with `forecaster fit`"
         )
+    if expect_config is not None and doc.get("fit_config_sha256") != identity_sha256(expect_config):
+        diff = differences(doc.get("fit_config") or {}, json.loads(dumps(expect_config)))
+        raise ModelError(f"{d}: the model was fitted with another config: {'; '.join(diff[:3]) or 'the fit options differ'}"
+                         f"; refit with `forecaster fit`")
     return doc
 
 
-def load(cls: type[PipelineModel], directory: str | Path, expect_fingerprint: str | None = None) -> PipelineModel:
-    """Read a saved model; refuse another format version, or data other than ``expect_fingerprint``."""
+def load(cls: type[PipelineModel], directory: str | Path, expect_fingerprint: str | None = None,
+         expect_config: dict[str, Any] | None = None) -> PipelineModel:
+    """Read a saved model; refuse another format version, data other than ``expect_fingerprint``, or a fit
+    config other than ``expect_config``."""
     d = Path(directory)
-    doc = _read_doc(d, expect_fingerprint)
+    doc = _read_doc(d, expect_fingerprint, expect_config)
     try:
         days = pq.read_table(d / "days.parquet")
         bins = pq.read_table(d / "bins.parquet")

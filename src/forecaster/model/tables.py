@@ -336,6 +336,11 @@ class OpenDeals:
             return np.zeros(self.n_deals, dtype=np.int32)
         return self.start
 
+    def take(self, idx: np.ndarray) -> OpenDeals:
+        """The deals ``idx`` (each keeps its stream id, so it draws as it did among all of them)."""
+        return OpenDeals(self.cell[idx], self.age[idx], self.amount[idx], self.group[idx], self.stream_ids()[idx],
+                         None if self.start is None else self.start[idx])
+
     @staticmethod
     def empty() -> OpenDeals:
         return OpenDeals(

@@ -109,10 +109,17 @@ DEAL_COLUMNS = (  # (key in deals.parquet, heading, format); optional keys are s
     ("p_win", "P(win in window)", pct),
     ("expected_revenue", "expected revenue", money),
     ("median_close_date", "median close (model, if won)", lambda v: "-" if v is None else str(v)),
-    ("crm_close_date", "CRM close date", lambda v: "-" if v is None else str(v)),
-    ("crm_probability", "CRM probability", lambda v: "-" if v is None else pct(v)),
+    ("crm_expected_close", "CRM close date", lambda v: "-" if v is None else str(v)),
+    ("crm_probability", "CRM probability", lambda v: "-" if v is None or v != v else pct(v)),
+    ("close_pushes", "close date pushed", lambda v: "-" if v is None or v == 0 else f"{v:,}x"),
     ("stale", "stale", lambda v: "-" if v is None else ("stale" if v else "")),
 )
+# CRM columns every deals table has, shown only when some row has a value
+CRM_COLUMNS = ("crm_expected_close", "crm_probability", "close_pushes")
+
+
+def _given(rows: list[dict[str, Any]], key: str) -> bool:
+    return any(r.get(key) is not None and r[key] == r[key] and r[key] != 0 for r in rows)
 
 
 def _deals(data: ReportData) -> dict[str, Any] | None:
@@ -120,7 +127,7 @@ def _deals(data: ReportData) -> dict[str, Any] | None:
     if not rows:
         return None
     cols = [("deal_id", "deal", str)] + [(c, c, str) for c in data.segment_by if c in rows[0]]
-    cols += [c for c in DEAL_COLUMNS if c[0] in rows[0]]
+    cols += [c for c in DEAL_COLUMNS if c[0] in rows[0] and (c[0] not in CRM_COLUMNS or _given(rows, c[0]))]
     text = [fmt is str for _, _, fmt in cols]  # left-aligned text columns
     return {"headings": list(zip([h for _, h, _ in cols], text)),
             "rows": [list(zip([fmt(r[k]) for k, _, fmt in cols], text)) for r in rows], "shown": len(rows),

@@ -55,7 +55,7 @@ class Progress:
 
 def print_warnings(warnings: Any, out: Console) -> None:
     for w in warnings:
-        out.print(w.line(), style="yellow")
+        out.print(w.line(), style="yellow", soft_wrap=True)  # one line each, never wrapped
 
 
 def print_validation(config_path: Any, export: Any, view: Any, warnings: Any) -> None:
@@ -80,7 +80,7 @@ def print_validation(config_path: Any, export: Any, view: Any, warnings: Any) ->
     table = Table(title=f"Open pipeline as of {view.as_of}", title_justify="left")
     table.add_column("stage")
     table.add_column("open deals", justify="right")
-    table.add_column("open value", justify="right")
+    table.add_column(f"open value{in_currency(getattr(view, 'currency', None))}", justify="right")
     table.add_column("median age (days)", justify="right")
     for i, s in enumerate(view.stages):
         med = view.median_age_days[i]
@@ -125,7 +125,8 @@ def print_funnel(f: dict[str, Any]) -> None:
     seg = "" if f["segment"] == "all" else f" ({f['segment']})"
     table = Table(title=f"Funnel as of {f['as_of']}{seg}", title_justify="left", box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False, collapse_padding=True)
-    for col, just in (("stage", "left"), ("entered", "right"), ("open", "right"), ("open value", "right"),
+    for col, just in (("stage", "left"), ("entered", "right"), ("open", "right"),
+                      (f"open value{in_currency(f.get('currency'))}", "right"),
                       ("forward", "right"), ("lost", "right"), ("win rate", "right"), ("median d", "right"),
                       ("p90 d", "right"), ("stale", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
@@ -149,30 +150,38 @@ def print_forecast(s: dict[str, Any]) -> None:
     w = s["window"]
     out.print(f"Forecast as of {s['as_of']} for {w['start']} .. {w['end']}: {s['trials']:,} trials, seed {s['seed']}")
     new = "with" if s.get("new_deals", True) else "without"
-    out.print(f"open pipeline {s['open_deals']:,} deals, {money(s['open_amount'])}; {new} new deals arriving")
+    cur = in_currency(s.get("currency"))
+    out.print(f"open pipeline {s['open_deals']:,} deals, {money(s['open_amount'])}{cur}; {new} new deals arriving")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for col in ("", "mean", "P10", "P50", "P90"):
         t.add_column(col, justify="left" if col == "" else "right")
     r, d = s["revenue"], s["won_deals"]
-    t.add_row("revenue", money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]))
+    t.add_row(f"revenue{cur}", money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]))
     nr = s["from_new_deals"]["revenue"]
     t.add_row("  of which new deals", money(nr["mean"]), money(nr["p10"]), money(nr["p50"]), money(nr["p90"]))
     t.add_row("won deals", f"{d['mean']:,.1f}", f"{d['p10']:,.0f}", f"{d['p50']:,.0f}", f"{d['p90']:,.0f}")
     out.print(t)
     if s.get("quota") is not None:
         out.print(f"P(revenue >= quota {money(s['quota'])}) = {pct(s['p_quota'])}")
-    for title, rows in (("period", [(f"{p['start']} .. {p['end']}", p) for p in s["periods"]]),
-                        ("segment", list(s["segments"].items()))):
+    groups = [("period", [(f"{p['start']} .. {p['end']}", p) for p in s["periods"]]),
+              ("segment", list(s["segments"].items()))]
+    groups += [(col, list(values.items())) for col, values in s.get("report_by", {}).items()]
+    for title, rows in groups:
         if len(rows) <= 1:
             continue
         t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
         t.add_column(title)
-        for col in ("revenue mean", "P10", "P90", "wins mean"):
+        for col in (f"revenue mean{cur}", "P10", "P90", "wins mean"):
             t.add_column(col, justify="right")
         for name, x in rows:
             t.add_row(name, money(x["revenue"]["mean"]), money(x["revenue"]["p10"]), money(x["revenue"]["p90"]),
-                      f"{x['won_deals']['mean']:,.1f}")
+                      f"{x['won_deals']['mean']:,.1f}", style="bold" if name == "(total)" else None)
         out.print(t)
+
+
+def in_currency(code: str | None) -> str:
+    """' (EUR)' after a money heading, or nothing when the export names no currency."""
+    return f" ({code})" if code else ""
 
 
 def _dist_row(name: str, s: dict[str, Any]) -> list[str]:
@@ -184,10 +193,11 @@ def _dist_row(name: str, s: dict[str, Any]) -> list[str]:
 def print_compare(c: dict[str, Any]) -> None:
     out = console()
     b = c["baseline"]
+    cur = in_currency(b.get("currency"))
     out.print(f"Scenarios as of {b['as_of']} for {b['window']['start']} .. {b['window']['end']}: "
               f"{b['trials']:,} paired trials, seed {b['seed']}")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "mean diff [95% CI]", "P(better)"):
+    for col in ("scenario", f"revenue{cur}", "P10", "P90", "wins", "P(quota)", "mean diff [95% CI]", "P(better)"):
         t.add_column(col, justify="left" if col == "scenario" else "right")
     t.add_row(*_dist_row("baseline", b), "", "")
     for sc in c["scenarios"]:
@@ -204,7 +214,8 @@ def print_plan(p: dict[str, Any]) -> None:
     where = f" at {p['stage']}" if p.get("stage") else ""
     if p.get("window"):
         out.print(f"Plan as of {p['as_of']} for the window {p['window']['start']} .. {p['window']['end']}")
-    out.print(f"Plan: revenue >= {money(p['target'])} with {p['confidence']:.0%} confidence, lever {p['lever']}{where}")
+    out.print(f"Plan: revenue{in_currency(p.get('currency'))} >= {money(p['target'])} with {p['confidence']:.0%} "
+              f"confidence, lever {p['lever']}{where}")
     out.print(f"({p['trials']:,} trials per evaluation, {p['evaluations']} evaluations on the same trials)")
     out.print(f"now: P(revenue >= target) = {pct(p['p_now'])}")
     for line in p["answer"]:
@@ -233,15 +244,16 @@ def print_backtest(b: dict[str, Any]) -> None:
     out = console()
     out.print(f"Backtest: {b['cutoffs']} cutoffs ({b['cutoff_dates'][0]} .. {b['cutoff_dates'][-1]}), window "
               f"{b['window']}, {b['trials']:,} trials each, seed {b.get('seed', '-')}")
-    left = b.get("left_out", {})
-    if left.get("after_data_end"):
-        out.print(f"left out: {left['after_data_end']} cutoff(s) whose window ends after the data's last date "
-                  f"{left['data_end']} (outcome not known yet)")
+    left = b.get("left_out", {}).get("cutoffs", [])
+    if left:
+        out.print(f"left out {len(left)} cutoff{'s' if len(left) > 1 else ''} ({', '.join(left)}): "
+                  f"{b['left_out']['reason']} (outcome not known yet)", soft_wrap=True)
     for f in b.get("failed_cutoffs", []):
-        out.print(f"failed: cutoff {f['cutoff']}: {f['error']}", style="yellow")
+        out.print(f"cutoff {f['cutoff']} failed: {f['error']}", style="yellow", soft_wrap=True)
     if b.get("parameter_uncertainty"):
         out.print("parameter uncertainty on: each block of trials uses a bootstrap-refitted model")
-    for target, block, kind in (("revenue", b, "money"), ("won deals", b["won_deals"], "num")):
+    for target, block, kind in ((f"revenue{in_currency(b.get('currency'))}", b, "money"),
+                                ("won deals", b["won_deals"], "num")):
         t = Table(title=f"{target}: lower CRPS is better; coverage should match its nominal level",
                   title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
         for col in ("method", "cutoffs", "P10-P90 (80%)", "P5-P95 (90%)", "CRPS", "median bias", "WAPE", "skill"):
