@@ -62,6 +62,47 @@ def test_weighted_pipeline_by_hand(crm):
     assert baselines.weighted_pipeline(view, dt.date(2024, 3, 1), dt.date(2024, 3, 8)) == pytest.approx((500, 0.5))
 
 
+CRM_DEALS = DEALS.replace("closed_at\n", "closed_at,expected_close_at,probability,forecast_category\n").replace(
+    "D5,2024-02-01,1000,open,\n", "D5,2024-02-01,1000,open,,2024-03-20,0.4,Commit\n").replace(
+    "D6,2024-02-02,2000,open,\n", "D6,2024-02-02,2000,open,,2024-05-10,0.8,Best Case\n").replace(
+    "D7,2024-02-03,4000,won,2024-03-10\n", "D7,2024-02-03,4000,won,2024-03-10,2024-03-10,1.0,Closed\n")
+CRM_DEALS = "\n".join(line + (",,," if line.count(",") == 4 else "") for line in CRM_DEALS.splitlines()) + "\n"
+
+
+def test_crm_forecast_commit_and_best_case_by_hand(crm):
+    """As of the export's present (2024-03-11, after D7's win) the deals table's CRM fields are what the
+    reps say now: D5 1000 due 03-20 at 40% (commit), D6 2000 due 05-10 at 80% (best case)."""
+    data = load(load_config(crm.write(deals=CRM_DEALS, history=HISTORY, config=CONFIG)))
+    snap = cut(data, to_day(dt.date(2024, 3, 11)))
+    view = baselines.pipeline_view(snap)
+    assert view.expected_close.tolist() == [to_day(dt.date(2024, 3, 20)), to_day(dt.date(2024, 5, 10))]
+    march = baselines.crm_forecast(snap, view, dt.date(2024, 3, 11), dt.date(2024, 3, 31))
+    assert march == pytest.approx({"revenue": 400.0, "won_deals": 0.4, "commit_revenue": 1000.0, "commit_deals": 1.0,
+                                   "best_case_revenue": 1000.0, "best_case_deals": 1.0})
+    to_may = baselines.crm_forecast(snap, view, dt.date(2024, 3, 11), dt.date(2024, 5, 31))
+    assert to_may == pytest.approx({"revenue": 2000.0, "won_deals": 1.2, "commit_revenue": 1000.0,
+                                    "commit_deals": 1.0, "best_case_revenue": 3000.0, "best_case_deals": 2.0})
+    assert baselines.crm_probabilities(snap, view).tolist() == [0.4, 0.8]
+
+
+def test_the_deals_tables_crm_fields_do_not_leak_into_a_past_cutoff(crm):
+    """Planted leak: D7's deals row says probability 100% and category Closed (it was won on 03-10). As of
+    03-01 that is the future: without a field history the CRM's fields are unknown then (and the CRM
+    baselines are left out); with one, each deal's value is its last history row before as-of."""
+    cfg = load_config(crm.write(deals=CRM_DEALS, history=HISTORY, config=CONFIG))
+    snap = cut(load(cfg), to_day(dt.date(2024, 3, 1)))
+    assert np.isnan(snap.crm_probability).all() and (snap.expected_close == NO_DATE).all()
+    assert all(c is None for c in snap.forecast_category)
+    assert [w.key for w in snap.warnings if w.key == "crm_fields_set_aside"] == ["crm_fields_set_aside"]
+    assert baselines.crm_forecast(snap, baselines.pipeline_view(snap), dt.date(2024, 3, 1), dt.date(2024, 3, 31)) is None
+    hist = HISTORY.replace("deal_id,stage,entered_at\n", "deal_id,stage,entered_at,probability\n")
+    hist = "\n".join(line + ("" if line.startswith("deal_id") else ",0.2") for line in hist.splitlines()) + "\n"
+    hist = hist.replace("D7,proposal,2024-02-05,0.2", "D7,proposal,2024-02-05,0.6") + "D7,won,2024-03-10,1.0\n"
+    snap = cut(load(load_config(crm.write(deals=CRM_DEALS, history=hist, config=CONFIG))), to_day(dt.date(2024, 3, 1)))
+    p = dict(zip(snap.deal_id[snap.open_idx].tolist(), snap.crm_probability[snap.open_idx].tolist()))
+    assert p == {"D5": 0.2, "D6": 0.2, "D7": 0.6}
+
+
 def test_actuals_run_rate_and_seasonal_naive_by_hand(crm):
     data = load(load_config(crm.write(deals=DEALS, history=HISTORY, config=CONFIG)))
     start = baselines.history_start(data)

@@ -94,10 +94,8 @@ def expected_close_days(snap: Snapshot, idx: np.ndarray) -> np.ndarray:
         hi = k[ok] + left[ok] // 2
         remaining = (d[lo] + d[hi]) / 2.0 - age[at][ok]
         derived[at[ok]] = snap.as_of + np.ceil(remaining).astype(np.int64)
-    crm = getattr(snap, "expected_close", None)
-    if crm is not None:
-        own = crm[idx].astype(np.int64)
-        derived = np.where(own != NO_DATE, np.maximum(own, snap.as_of), derived)
+    own = snap.expected_close[idx].astype(np.int64)  # the CRM's close date as known at as-of
+    derived = np.where(own != NO_DATE, np.maximum(own, snap.as_of), derived)
     return derived
 
 
@@ -124,10 +122,7 @@ def weighted_pipeline_all(view: PipelineView) -> tuple[float, float]:
 
 def crm_probabilities(snap: Snapshot, view: PipelineView) -> np.ndarray | None:
     """The CRM's probability per open deal (NaN where unknown), or None when the export has none."""
-    p = getattr(snap, "crm_probability", None)
-    if p is None:
-        return None
-    p = np.asarray(p, np.float64)[view.idx]
+    p = np.asarray(snap.crm_probability, np.float64)[view.idx]
     return p if np.isfinite(p).any() else None
 
 
@@ -140,14 +135,13 @@ def crm_forecast(snap: Snapshot, view: PipelineView, first: dt.date, last: dt.da
         return None
     due = in_window(view, first, last) & np.isfinite(p)
     out = {"revenue": float((view.amount * np.where(due, p, 0.0)).sum()), "won_deals": float(np.where(due, p, 0.0).sum())}
-    cats = getattr(snap, "forecast_category", None)
-    if cats is not None:
-        c = np.array([str(x).casefold().replace(" ", "_") if x is not None else "" for x in np.asarray(cats)[view.idx]])
-        if (c != "").any():
-            commit = due & (c == COMMIT)
-            best = due & ((c == COMMIT) | (c == BEST_CASE))
-            out.update(commit_revenue=float(view.amount[commit].sum()), commit_deals=float(commit.sum()),
-                       best_case_revenue=float(view.amount[best].sum()), best_case_deals=float(best.sum()))
+    cats = np.asarray(snap.forecast_category)[view.idx]
+    c = np.array([str(x).casefold().replace(" ", "_") if x is not None else "" for x in cats], dtype=object)
+    if len(c) and (c != "").any():
+        commit = due & (c == COMMIT)
+        best = due & ((c == COMMIT) | (c == BEST_CASE))
+        out.update(commit_revenue=float(view.amount[commit].sum()), commit_deals=float(commit.sum()),
+                   best_case_revenue=float(view.amount[best].sum()), best_case_deals=float(best.sum()))
     return out
 
 

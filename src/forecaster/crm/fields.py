@@ -32,6 +32,12 @@ class DealFields:
                           self.close_pushes[idx], self.close_push_days[idx])
 
 
+def unknown_fields(n: int) -> DealFields:
+    """n deals of which the CRM's fields are not known: no date, NaN, no category, no pushes."""
+    return DealFields(np.full(n, NO_DATE, np.int32), np.full(n, np.nan), np.full(n, None, dtype=object),
+                      np.zeros(n, np.int32), np.zeros(n, np.int32))
+
+
 def _last_given(deal: np.ndarray, values: np.ndarray, given: np.ndarray, fill, n: int) -> np.ndarray:
     """Per deal the value of its last row where ``given``; ``fill`` for deals without one."""
     out = np.full(n, fill, dtype=values.dtype)

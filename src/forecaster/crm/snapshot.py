@@ -18,7 +18,7 @@ import pyarrow as pa
 from forecaster.calendar import NO_DATE, to_date, to_day
 from forecaster.config import Config
 from forecaster.crm.export import LOST, OPEN, STATUS_NAMES, WON, CRMData, DataWarning, ExportInfo
-from forecaster.crm.fields import DealFields, fields_as_of
+from forecaster.crm.fields import DealFields, fields_as_of, unknown_fields
 from forecaster.errors import DataError
 
 
@@ -172,7 +172,13 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
     if data.fields is not None:
         fk = keep[data.fields.deal] & (data.fields.day < as_of)
         fields = data.fields.take(np.flatnonzero(fk), new_index[data.fields.deal[fk]])
-    now = fields_as_of(fields, deal_fields(data).take(rows), as_of)
+    current = deal_fields(data).take(rows)
+    if as_of <= data.last_day():
+        # The deals table holds the CRM's fields as of the export; before its last day they are the future
+        # (a deal won since shows probability 100%): only a field history says what was known then.
+        warnings += _set_aside(current)
+        current = unknown_fields(len(current.expected_close))
+    now = fields_as_of(fields, current, as_of)
     cut_data = CRMData(
         deal_id=data.deal_id[rows], created=data.created[rows], closed=closed.astype(np.int32), status=status,
         amount=data.amount[rows], attrs=data.attrs if keep.all() else data.attrs.filter(pa.array(keep)),
@@ -184,6 +190,13 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
         sources=data.sources,
     )
     return _with_derived(cut_data, as_of, data.info())
+
+
+def _set_aside(current: DealFields) -> list[DataWarning]:
+    n = int(((current.expected_close != NO_DATE) | np.isfinite(current.probability)
+             | np.array([c is not None for c in current.category], bool)).sum())
+    return [DataWarning("crm_fields_set_aside", n, "deals whose expected close, probability or forecast category "
+                        "the deals table gives as of the export, after as_of (only a field history is used)")] if n else []
 
 
 def deal_fields(data: CRMData) -> DealFields:
