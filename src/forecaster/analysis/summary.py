@@ -71,7 +71,8 @@ def summarize_base(base: Any, sim: Any, deals: Any = None) -> dict[str, Any]:
     summary = summarize(
         sim, as_of=base.as_of, start=base.start, end=base.end, periods=base.periods,
         segment_names=[model.group_name(g) for g in range(model.n_groups)],
-        quota=base.config.forecast.quota, open_deals=deals.n_deals, open_amount=float(deals.amount.sum()),
+        quota=base.config.forecast.quota, open_deals=deals.n_deals,
+        open_amount=float(deals.expected_amounts().sum()),
         stage_names=list(model.stages),
     )
     summary["new_deals"] = bool(base.config.forecast.new_deals)
