@@ -165,25 +165,37 @@ def print_forecast(s: dict[str, Any]) -> None:
 
 
 def _dist_row(name: str, s: dict[str, Any]) -> list[str]:
-    r = s["revenue"]
+    r, w = s["revenue"], s["won_deals"]
     q = "-" if s.get("p_quota") is None else pct(s["p_quota"])
-    return [name, money(r["mean"]), money(r["p10"]), money(r["p90"]), f"{s['won_deals']['mean']:,.1f}", q]
+    return [name, money(r["mean"]), money(r["p10"]), money(r["p50"]), money(r["p90"]),
+            f"{w['mean']:,.0f} {w['p10']:,.0f}-{w['p90']:,.0f}", q]
 
 
 def print_compare(c: dict[str, Any]) -> None:
+    """One row per scenario (a sweep: per value); a sliced scenario's delta is against the same slice
+    of the baseline (marked *)."""
     out = console()
     b = c["baseline"]
     out.print(f"Scenarios as of {b['as_of']} for {b['window']['start']} .. {b['window']['end']}: "
               f"{b['trials']:,} paired trials, seed {b['seed']}")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for col in ("scenario", "revenue", "P10", "P90", "wins", "P(quota)", "vs baseline (95%)", "P(better)"):
-        t.add_column(col, justify="left" if col == "scenario" else "right")
+    for col in ("scenario", "revenue", "P10", "P50", "P90", "wins P10-P90", "quota", "delta, 95%",
+                "better"):
+        t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
     t.add_row(*_dist_row("baseline", b), "", "")
+    sliced = False
     for sc in c["scenarios"]:
         d = sc["delta"]["revenue"]
+        mark = "*" if "compared_with" in sc else ""
+        sliced |= bool(mark)
+        sign = "+" if d["mean"] > 0 else ""
         t.add_row(*_dist_row(sc["name"], sc["summary"]),
-                  f"{money(d['mean'])} [{money(d['lo95'])}, {money(d['hi95'])}]", pct(sc["delta"]["p_better"]))
+                  f"{sign}{money(d['mean'])} ±{money((d['hi95'] - d['lo95']) / 2)}{mark}", pct(sc["delta"]["p_better"]))
     out.print(t)
+    out.print("quota: P(revenue >= quota); delta: paired mean difference from the baseline, ± its 95% "
+              "interval;\nbetter: share of trials in which the scenario beats the baseline (ties half)")
+    if sliced:
+        out.print("* against the same slice of the baseline")
 
 
 def print_plan(p: dict[str, Any]) -> None:
