@@ -39,6 +39,7 @@ from forecaster.analysis.compare import run_scenario  # noqa: E402
 from forecaster.analysis.forecast import Base, prepare, simulate_base  # noqa: E402
 from forecaster.analysis.scenarios import Campaign, Scenario  # noqa: E402
 from forecaster.config import load_config  # noqa: E402
+from forecaster.files import write_atomic  # noqa: E402
 from forecaster.model import OpenDeals, StageTables  # noqa: E402
 from forecaster.sim import simulate  # noqa: E402
 
@@ -151,10 +152,7 @@ def main() -> None:
     for k, v in out["targets"].items():
         print(f"target {k}: {'met' if v else 'not met'}")
     if not args.no_write:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = RESULTS.with_suffix(".json.tmp")
-        tmp_path.write_text(json.dumps(out, indent=2) + "\n")
-        tmp_path.replace(RESULTS)
+        write_atomic(RESULTS, json.dumps(out, indent=2) + "\n")
         print(f"wrote {RESULTS}")
     if args.docs:
         update_docs(table)

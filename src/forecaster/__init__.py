@@ -6,7 +6,8 @@ scenarios, plan, funnel, backtest) -> ``report`` (terminal, files). The public A
 
 - ``load_config(path)`` -> ``Config``; ``load(config, as_of)`` -> ``Snapshot``; ``fit(snapshot, config)``
   -> ``PipelineModel``;
-- ``forecast``, ``compare``, ``plan``, ``backtest``, ``funnel``: one call per job (forecaster.api);
+- ``forecast``, ``compare``, ``plan``, ``backtest``, ``funnel``, ``funnel_change``: one call per job
+  (forecaster.api);
 - errors: ``ForecasterError`` and its kinds ``ConfigError``, ``DataError``, ``ModelError``.
 
 The names are imported on first use, so ``import forecaster`` (and the CLI's ``--help``) does not load
@@ -24,15 +25,16 @@ from forecaster.errors import ConfigError, DataError, ForecasterError, ModelErro
 _LAZY = {
     "Backtest": "forecaster.api", "Comparison": "forecaster.api", "backtest": "forecaster.api",
     "compare": "forecaster.api", "fit": "forecaster.api", "forecast": "forecaster.api",
-    "funnel": "forecaster.api", "load": "forecaster.api", "plan": "forecaster.api",
+    "funnel": "forecaster.api", "funnel_change": "forecaster.api", "load": "forecaster.api",
+    "plan": "forecaster.api",
     "Forecast": "forecaster.analysis.forecast", "Config": "forecaster.config", "load_config": "forecaster.config",
     "Snapshot": "forecaster.crm", "PipelineModel": "forecaster.model",
 }
 
 __all__ = [
     "Backtest", "Comparison", "Config", "ConfigError", "DataError", "Forecast", "ForecasterError", "ModelError",
-    "PipelineModel", "Snapshot", "__version__", "backtest", "compare", "fit", "forecast", "funnel", "load",
-    "load_config", "plan",
+    "PipelineModel", "Snapshot", "__version__", "backtest", "compare", "fit", "forecast", "funnel", "funnel_change",
+    "load", "load_config", "plan",
 ]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from forecaster.analysis.forecast import Base, simulate_base
-from forecaster.analysis.funnel import cell_curve, quantile
+from forecaster.analysis.funnel import stale_deals
 from forecaster.analysis.levers import apply_conversion, apply_duration, scale_arrivals
 from forecaster.analysis.scenarios import Scenario
 from forecaster.analysis.summary import describe, summarize_base
@@ -141,8 +141,7 @@ def scenario_inputs(base: Base, sc: Scenario) -> ScenarioInputs:
     if sc.prune_older_than_days is not None:
         stale = d.age > sc.prune_older_than_days
     elif sc.prune_beyond_p90:
-        p90 = np.array([quantile(cell_curve(model, c), 0.9) for c in range(model.stage.n_cells)])
-        stale = d.age > p90[d.cell]
+        stale = stale_deals(model, d.cell, d.age)
     pruned = keep & stale
     keep &= ~stale
     open_mult = sc.amount_multiplier if sc.amount_applies_to in ("open", "all") else 1.0
