@@ -803,6 +803,14 @@ def test_table_checks_name_the_problem():
         OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32), None, np.zeros(2, np.int64)).check()
     with pytest.raises(ModelError, match="unique"):
         OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32), np.array([3, 3])).check()
+    two = OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32))
+    with pytest.raises(ModelError, match="amount_pool, pool_start and pool_size go together"):
+        dataclasses.replace(two, amount_pool=np.ones(3)).check()
+    with pytest.raises(ModelError, match=r"deal 1 takes amount_pool\[2 : 5\], outside its 3 amounts"):
+        dataclasses.replace(two, amount_pool=np.ones(3), pool_start=np.array([0, 2]), pool_size=np.array([3, 3])).check()
+    pooled = dataclasses.replace(two, amount=np.array([1.0, 2.0]), amount_pool=np.array([10.0, 20.0, 60.0]),
+                                 pool_start=np.array([0, 1]), pool_size=np.array([0, 2]))
+    assert pooled.check().expected_amounts().tolist() == [1.0, 80.0]  # fixed; mean(20, 60) x 2
     arr = arrivals_tables(1, 3, [0.5], [np.inf])
     with pytest.raises(ModelError, match="groups x"):
         arr.check(geometric_tables(n_groups=2))
