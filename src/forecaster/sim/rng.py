@@ -20,8 +20,8 @@ streams of one trial get distinct keys; separate domains keep open deals, counts
 so switching new deals on or off, or changing one deal's tables, leaves every other stream as it was
 (common random numbers across scenarios).
 
-One 64-bit draw feeds two decisions: ``hi32`` (exit day, as ``u1 = hi32 / 2**32``) and ``lo32``
-(destination, compared with integer thresholds scaled to ``2**32``). The samplers for Poisson and
+One 64-bit draw feeds a stage visit: ``hi32`` the exit day (as ``u1 = hi32 / 2**32``) and ``lo32`` the
+destination (compared with integer thresholds scaled to ``2**32``: the nested draw of sim.compact). The samplers for Poisson and
 gamma variates use 53-bit uniforms, one per draw.
 
 All integer arithmetic here stays in uint64: numba turns a uint64/int64 mix into float64, so keys
@@ -166,9 +166,10 @@ def pack_arrival(group, day, k):
 # Samplers. Each consumes its own stream ``key`` from draw 0 upward; results are exact functions
 # of (parameter, key).
 
-# Below this mean the search starts at 0 (exp(-lam) is far from underflow and the walk is short);
-# from it on, at the mode. Both compute the same CDF, so the count is one function of (lam, u).
-_POISSON_MODE_START = 32.0
+# Below this mean the search starts at 0 (exp(-lam) is far from underflow, and its O(lam) steps cost
+# less than the mode start's O(sqrt(lam)) terms and lgamma: measured equal near lam = 100); from it on,
+# at the mode. Both compute the same CDF, so the count is one function of (lam, u).
+_POISSON_MODE_START = 100.0
 _POISSON_CAP = 1000  # past any mass for lam < _POISSON_MODE_START: f can stall a few ulps below 1
 _POISSON_TAIL_EPS = 2.0**-56  # the mass left below the summed terms, relative to F(mode)
 
