@@ -229,19 +229,20 @@ def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
     ctab, stride, cell_hdr = window_tables(stage, exit_thr, end_off, bits)
     log1m_h = np.array([-math.inf if h == 1.0 else math.log1p(-h) for h in stage.tail_h.tolist()], np.float64)
     nest = nested_thresholds(stage.bin_p, row_stages(stage))
-    # The fast row (one cache line): back thresholds 0, 1, fb, forward thresholds 0, 1, then the
-    # entries in 16 bits each; for rows of at most 2 moves back, 3 forward and 4 entries in all.
-    fast = bool(np.all((nest["n_back"] <= 2) & (nest["n_fwd"] <= 3) & (nest["n_back"] + 1 + nest["n_fwd"] <= 4)))
+    # The fast row: the back threshold, fb, forward thresholds 0 and 1, then the entries in 16 bits
+    # each; for tables whose rows all have at most 1 move back and 4 entries (the usual funnel: four
+    # comparisons a visit; each further one measured about 5% of a visit).
+    fast = bool(np.all((nest["n_back"] <= 1) & (nest["n_fwd"] <= 3) & (nest["n_back"] + 1 + nest["n_fwd"] <= 4)))
     R = stage.bin_p.shape[0]
     dest_fast = np.zeros((R, 8), np.int64)
     if fast:
         pad = np.full((R, 2), _TWO32, np.int64)
-        dest_fast[:, 0:2] = np.concatenate([nest["bthr"], pad], axis=1)[:, :2]
-        dest_fast[:, 2] = nest["fb"]
-        dest_fast[:, 3:5] = np.concatenate([nest["vthr"], pad], axis=1)[:, :2]
+        dest_fast[:, 0] = np.concatenate([nest["bthr"], pad], axis=1)[:, 0]
+        dest_fast[:, 1] = nest["fb"]
+        dest_fast[:, 2:4] = np.concatenate([nest["vthr"], pad], axis=1)[:, :2]
         ent = np.concatenate([nest["dest_k"], np.repeat(nest["dest_k"][:, -1:], 4, axis=1)], axis=1)[:, :4]
         for j in range(4):
-            dest_fast[:, 5] |= ent[:, j] << (16 * j)
+            dest_fast[:, 4] |= ent[:, j] << (16 * j)
     c = np.ascontiguousarray
     return KernelTables(
         surv=c(stage.surv),

@@ -25,8 +25,8 @@ Contract (the engine builds every input; nothing here checks them):
   MB] the moves back's cumulative thresholds, ``dest_vthr`` [n_bins, MV] the forward mix's, both
   padded with 2**32, and ``dest_k`` [n_bins, MB + MV + 2] the entries (back, lost, forward); the
   destination of (u, v) is ``dest_k[row, #(bthr <= u) + (u >= fb) (1 + #(vthr <= v))]``. When
-  ``dest_is_fast`` (every row has at most 2 moves back, 3 forward, 4 entries), ``dest_fast`` int64
-  [n_bins * 8] holds per row bthr[0:2], fb, vthr[0:2] and the 4 entries in 16 bits each.
+  ``dest_is_fast`` (every row has at most 1 move back and 4 entries), ``dest_fast`` int64
+  [n_bins * 8] holds per row bthr[0], fb, vthr[0:2] and the 4 entries in 16 bits each.
 - Days are int offsets from as_of (day 0). A deal of age ``a`` and start ``s`` entered its stage
   on day ``s - a``. ``KernelWindow.day_period`` int32 [end_off + 1] maps a day to its output
   period (-1 before ``start_off``).

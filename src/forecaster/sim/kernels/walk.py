@@ -261,9 +261,9 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
         v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
         if dest_is_fast:  # the usual funnel: one cache line per row, entries in 16 bits each
             r8 = r << 3
-            fwd = u >= dest_fast[r8 + 2]
-            j = (u >= dest_fast[r8]) + (u >= dest_fast[r8 + 1]) + fwd * (1 + (v >= dest_fast[r8 + 3]) + (v >= dest_fast[r8 + 4]))
-            return (dest_fast[r8 + 5] >> (np.int64(j) << 4)) & 0xFFFF
+            fwd = u >= dest_fast[r8 + 1]
+            j = (u >= dest_fast[r8]) + fwd * (1 + (v >= dest_fast[r8 + 2]) + (v >= dest_fast[r8 + 3]))
+            return (dest_fast[r8 + 4] >> (np.int64(j) << 4)) & 0xFFFF
         j = 0
         for m in range(n_bcmp):
             j += u >= dest_bthr[r, _U(m)]
