@@ -4,7 +4,9 @@ It reads the natural tables of docs/kernel_contract.md directly (linear search f
 probability rows for destinations) and consumes the same random draws as the kernels:
 
 - keys and draws: a Python-int SplitMix64 written out below (test_rng checks it against rng.py);
-- Poisson and gamma variates: ``rng.poisson_nb.py_func`` / ``rng.gamma_nb.py_func``.
+- Poisson and gamma variates: ``rng.poisson_nb.py_func`` / ``rng.gamma_nb.py_func``;
+- destinations: the nested draw read from the probability row (``pick_nested``), entry stages of new
+  deals most likely first (``pick``).
 
 Float sums follow the kernels' documented order (deal blocks of ``kernels.n_deal_blocks``, then new
 deals), so results must be equal, not close.
@@ -63,6 +65,41 @@ def pick(p_row, x32: int) -> int:
     raise AssertionError("unreachable")
 
 
+def scaled(x: float) -> int:
+    return min(math.floor(x * TWO32 + 0.5), TWO32)
+
+
+def pick_nested(p_row, s: int, u: int) -> int:
+    """Destination of a visit in open stage ``s`` for a 32-bit u: on the u-axis the moves back
+    (stages below s, index order), then lost, then from ``floor((back + lost) 2**32 + 0.5)``
+    forward, where v (u rotated by 16 bits) picks among the later stages and won (index order) by
+    their forward shares."""
+    v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
+    p = [float(x) for x in p_row]
+    S = len(p) - 2
+    back = [k for k in range(s) if p[k] > 0.0]
+    fwd = [k for k in range(s + 1, S + 1) if p[k] > 0.0]
+    lost = p[S + 1]
+    cum = 0.0
+    for j, k in enumerate(back):
+        cum += p[k]
+        last_of_all = j == len(back) - 1 and not fwd and not lost > 0.0
+        if u < (TWO32 if last_of_all else scaled(cum)):
+            return k
+    fb = scaled(cum + lost) if fwd else TWO32
+    if u < fb:
+        return S + 1
+    total = 0.0
+    for k in fwd:
+        total += p[k]
+    cum = 0.0
+    for k in fwd[:-1]:
+        cum += p[k]
+        if v < scaled(cum / total):
+            return k
+    return fwd[-1]
+
+
 def exit_day(stage, c: int, a: int, u1: float) -> int:
     """The contract's sampling rule, read literally."""
     off, end = int(stage.cell_off[c]), int(stage.cell_off[c + 1])
@@ -96,7 +133,7 @@ def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int):
             return c, day, OUT_OPEN, visits
         L = int(stage.cell_off[c + 1] - stage.cell_off[c])
         row = int(stage.day_bin[stage.cell_off[c] + d]) if d < L else int(stage.tail_bin[c])
-        k = pick(stage.bin_p[row], x & 0xFFFFFFFF)
+        k = pick_nested(stage.bin_p[row], c % S, x & 0xFFFFFFFF)
         if k == S:
             return c, day, OUT_WON, visits
         if k == S + 1:
@@ -156,6 +193,7 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
     n = deals.n_deals
     W = end_off - start_off + 1
     sid = [int(x) for x in deals.stream_ids()]
+    deal_pool, pool_start, pool_size = deals.pools()
     start = [0] * n if deals.start is None else [int(x) for x in deals.start]
     base_open = int(rng.domain_key(seed, rng.DOMAIN_OPEN))
     base_gamma = int(rng.domain_key(seed, rng.DOMAIN_GAMMA))
@@ -191,10 +229,15 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
                 for i in blk:
                     a = int(deals.age[i])
                     entered = int(start[i]) - a  # the deal is in its cell from day start, aged a
-                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, entered, stream_key(tkey, sid[i]), 0, end_off)
+                    key = stream_key(tkey, sid[i])
+                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, entered, key, 0, end_off)
                     deal_trials += 1
                     deal_steps += visits
-                    r = acc.book(outcome, cell, day, float(deals.amount[i]), int(deals.group[i]), S, start_off, period_start)
+                    amount = float(deals.amount[i])
+                    if pool_size[i] > 0:  # its amount in this trial: draw MAX_STEPS, no visit's
+                        j = ((draw(key, kernels.MAX_STEPS) & 0xFFFFFFFF) * int(pool_size[i])) >> 32
+                        amount = float(deal_pool[int(pool_start[i]) + j]) * amount
+                    r = acc.book(outcome, cell, day, amount, int(deals.group[i]), S, start_off, period_start)
                     if r == 1:
                         out["deal_won_trials"][i] += 1
                         out["deal_win_hist"][i, day - start_off] += 1

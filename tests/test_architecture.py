@@ -118,8 +118,8 @@ def test_no_import_time_side_effects_of_our_own():
         assert "_cache.flush" not in text and "sources.sha256" not in text, path
 
 
-PUBLIC = ["load", "fit", "forecast", "compare", "plan", "backtest", "funnel", "html_report", "PipelineModel", "Config",
-          "load_config", "ForecasterError", "ConfigError", "DataError", "ModelError"]
+PUBLIC = ["load", "fit", "forecast", "compare", "plan", "backtest", "funnel", "funnel_change", "html_report",
+          "PipelineModel", "Config", "load_config", "ForecasterError", "ConfigError", "DataError", "ModelError"]
 
 
 @pytest.mark.parametrize("name", PUBLIC)

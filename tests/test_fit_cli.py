@@ -66,6 +66,10 @@ def test_fit_and_funnel_on_every_config(runner, tmp_path, path):
     for s in out["stages"]:
         assert STAGE_KEYS <= set(s)
         assert abs(sum(s["p_exit"].values()) - 1) < 1e-9
+        # forward (later stages and won) and back (earlier stages) apart; with lost they are every exit
+        assert abs(s["forward_share"] + s["back_share"] + s["lost_share"] - 1) < 1e-9
+        assert s["lost_share"] == list(s["p_exit"].values())[-1]
+        assert s is not out["stages"][0] or s["back_share"] == 0  # nothing comes before the first stage
         assert 0 <= s["win_rate"] <= 1 and s["median_days"] <= s["p90_days"]
     assert OVERALL_KEYS <= set(out["overall"])
     assert out["bottleneck"] in [s["stage"] for s in out["stages"]]
@@ -98,3 +102,17 @@ def test_funnel_as_of_sees_only_the_past(runner, sample_dir):
 
     snap = load_as_of(cfgobj, dt.date(2025, 1, 1))
     assert early["overall"]["open_deals"] == int((snap.status == 0).sum())
+
+
+def test_funnel_stale_deals_are_the_deals_prune_stale_prunes(runner):
+    """One definition of stale (older than the segment's own p90 in the stage): the funnel's count per
+    stage is what `prune_stale: {beyond: p90}` prunes."""
+    from forecaster.analysis.compare import scenario_inputs
+    from forecaster.analysis.forecast import prepare
+    from forecaster.analysis.scenarios import Scenario
+
+    cfg = REPO / "configs" / "scenarios.yaml"
+    out = json.loads(runner.invoke(main, ["funnel", str(cfg), "--format", "json"]).stdout)
+    base = prepare(load_config(cfg).with_forecast(trials=10))
+    pruned = scenario_inputs(base, Scenario("p", prune_beyond_p90=True)).pruned_deals
+    assert pruned == sum(s["stale_deals"] for s in out["stages"]) > 0

@@ -124,12 +124,12 @@ def arrivals_tables(G, S, rate, gamma_shape, seed=0) -> ArrivalTables:
     ).check()
 
 
-def random_problem(seed=0, n_deals=70, G=2, end_off=30, start_off=3, with_arrivals=True, with_starts=False):
+def random_problem(seed=0, n_deals=70, G=2, end_off=30, start_off=3, with_arrivals=True, with_starts=False, S=3):
     """Empirical-looking tables (same-day exits, day-dependent bins, tails), deals of all ages;
     ``with_starts``: about half the deals start on a later day (most of them fresh, as a campaign's),
-    drawn from a separate generator so the rest of the problem is the same either way."""
+    drawn from a separate generator so the rest of the problem is the same either way. Every row
+    has all S + 1 other destinations (so the kernel's general rows; see one_move_back)."""
     r = np.random.default_rng(seed)
-    S = 3
     cells = []
     for g in range(G):
         for s in range(S):
@@ -174,16 +174,70 @@ def assert_same(a, b):
 # Naive twin: exact equality
 
 
+def one_move_back(stage: StageTables) -> StageTables:
+    """random_problem's tables with each row's moves back but the nearest dropped (3 bins per cell,
+    cells in order): rows of at most 1 move back and 4 entries, the kernel's fast rows."""
+    S = stage.n_stages
+    p = stage.bin_p.copy()
+    for r, s in enumerate((np.arange(p.shape[0]) // 3) % S):
+        p[r, : max(0, s - 1)] = 0.0
+    p /= p.sum(axis=1, keepdims=True)
+    return StageTables.of(stage.surv, stage.cell_off, stage.day_bin, p, stage.tail_h, stage.tail_bin)
+
+
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("with_starts", [False, True])
-def test_naive_twin_equal(with_starts):
+def test_naive_twin_equal(with_starts, fast):
     stage, deals, kw = random_problem(seed=3, with_starts=with_starts)
+    stage = one_move_back(stage) if fast else stage
     assert not with_starts or (deals.start > kw["start_off"]).sum() > 10
+    assert compact.compact_stage_tables(stage, kw["end_off"]).dest_is_fast == fast
     res = engine.simulate(stage, deals, n_trials=12, seed=42, **kw, amount_multiplier_new=1.25, chunk_trials=5)
     ref = naive.simulate(stage, deals, n_trials=12, seed=42, **kw, amount_multiplier_new=1.25)
     assert kernels.n_deal_blocks(deals.n_deals) >= 3  # the block-ordered float sums are exercised
     assert res.new_wins.sum() > 0 and res.deal_won_trials.sum() > 0 and res.carried_deals.sum() > 0
     assert_same(res, ref)
     assert (res.deal_trials, res.deal_steps) == (ref["deal_trials"], ref["deal_steps"])
+
+
+def test_naive_twin_equal_general_rows():
+    """Rows with more destinations than the kernel's fast row holds (5 stages: up to 3 moves back,
+    4 forward): the general nested draw, against the naive twin."""
+    stage, deals, kw = random_problem(seed=9, S=5, n_deals=60)
+    assert not compact.compact_stage_tables(stage, kw["end_off"]).dest_is_fast
+    res = engine.simulate(stage, deals, n_trials=10, seed=5, **kw, chunk_trials=4)
+    ref = naive.simulate(stage, deals, n_trials=10, seed=5, **kw)
+    assert res.deal_won_trials.sum() > 0 and res.new_wins.sum() > 0
+    assert_same(res, ref)
+
+
+def test_naive_twin_equal_pooled_amounts_and_shared_rows():
+    """Deals whose amount is drawn per trial from a pool (campaign deals), and destination rows
+    shared by cells of different stages (compact copies them per stage: the nested order depends
+    on the stage)."""
+    stage, deals, kw = random_problem(seed=12, n_deals=50, with_starts=True)
+    S = stage.n_stages
+    # Every cell of stage 1 uses stage 0's first row where that row gives stage 1 no share.
+    row = stage.bin_p[stage.day_bin[stage.cell_off[0]]].copy()
+    row[1] = 0.0
+    bin_p = np.vstack([stage.bin_p, row / row.sum()])
+    day_bin, tail_bin = stage.day_bin.copy(), stage.tail_bin.copy()
+    for c in range(stage.n_cells):
+        if c % S in (0, 1):
+            day_bin[stage.cell_off[c]:stage.cell_off[c + 1]] = len(bin_p) - 1
+            tail_bin[c] = len(bin_p) - 1
+    shared = StageTables.of(stage.surv, stage.cell_off, day_bin, bin_p, stage.tail_h, tail_bin)
+    used = len(np.unique(np.r_[day_bin, tail_bin]))
+    assert compact.stage_rows(shared).bin_p.shape[0] == used + 1  # the shared row, once per stage
+    pool = np.array([100.0, 250.0, 4000.0, 7.5])
+    size = np.where(np.arange(deals.n_deals) % 3 == 0, np.arange(deals.n_deals) % 4 + 1, 0).astype(np.int64)
+    pooled = dataclasses.replace(deals, amount_pool=pool, pool_start=np.zeros(deals.n_deals, np.int64), pool_size=size)
+    res = engine.simulate(shared, pooled, n_trials=15, seed=21, **kw, chunk_trials=6)
+    ref = naive.simulate(shared, pooled, n_trials=15, seed=21, **kw)
+    assert_same(res, ref)
+    plain = engine.simulate(shared, deals, n_trials=15, seed=21, **kw, chunk_trials=6)
+    assert np.array_equal(plain.deal_win_hist, res.deal_win_hist)  # pools change amounts, not walks
+    assert not np.array_equal(plain.revenue, res.revenue)
 
 
 def test_naive_twin_equal_many_arrivals():
@@ -285,6 +339,7 @@ def test_awkward_tables_match_naive(problem, seed):
     """The kernel's integer and guide-table searches give the contract's exit days and
     destinations on tables built to hit their edge cases."""
     stage, deals, kw = problem
+    assert compact.compact_stage_tables(stage, kw["end_off"]).dest_is_fast  # 2 stages: fast rows
     res = engine.simulate(stage, deals, n_trials=25, seed=seed, **kw)
     ref = naive.simulate(stage, deals, n_trials=25, seed=seed, **kw)
     assert_same(res, ref)
@@ -303,6 +358,28 @@ def test_sorted_thresholds(p, x):
     k = int(order[0, int(np.sum(x >= thr[0, :-1].astype(np.int64)))])
     assert k == naive.pick(row, x)
     assert row[k] > 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(p=st.lists(st.sampled_from([0.0, 0.0, 1e-12, 0.05, 0.2, 0.25, 1.0]), min_size=7, max_size=7).filter(lambda p: sum(p) > 0),
+       s=st.integers(0, 4), u=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 2**31, 2**32 - 1])))  # fmt: skip
+def test_nested_thresholds(p, s, u):
+    """The kernel's rule on compact.nested_thresholds (general and fast rows) picks what the naive
+    rule picks, never an outcome of probability 0, and the u-axis is back | lost | forward."""
+    row = np.asarray(p)
+    row[s] = 0.0
+    if row.sum() == 0:
+        row[-1] = 1.0
+    row = row / row.sum()
+    S = len(row) - 2
+    t = compact.nested_thresholds(row[None, :], np.array([s]))
+    v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
+    j = int((u >= t["bthr"][0]).sum()) + int(u >= t["fb"][0]) * (1 + int((v >= t["vthr"][0]).sum()))
+    k = int(t["dest_k"][0, j])
+    assert k == naive.pick_nested(row, s, u)
+    assert row[k] > 0
+    assert (k < s) == (u < t["bthr"][0].max(initial=0) if t["n_back"][0] else False) or k == S + 1
+    assert (k > s and k <= S) == (u >= t["fb"][0])
 
 
 def test_exit_thresholds_are_exact():
@@ -615,11 +692,12 @@ def result_checksum(res) -> str:
 
 
 def test_results_are_pinned():
-    """Every draw and every sum is part of the contract: this run's bytes were recorded before
-    ``OpenDeals.start`` existed (and before later speed work); start = 0 changes nothing."""
+    """Every draw and every sum is part of the contract: this run's bytes were recorded with the
+    nested destination draw and the monotone new-deal counts (and before later speed work); start = 0
+    changes nothing."""
     stage, deals, kw = random_problem(seed=6, n_deals=200)
     res = engine.simulate(stage, deals, n_trials=40, seed=2024, **kw, chunk_trials=16)
-    assert result_checksum(res) == "65dd4bddff6b7ec8"
+    assert result_checksum(res) == "3fd563ce2b466a6d"
     zero = dataclasses.replace(deals, start=np.zeros(deals.n_deals, np.int32))
     assert_same(engine.simulate(stage, zero, n_trials=40, seed=2024, **kw, chunk_trials=16), res)
 
@@ -738,6 +816,14 @@ def test_table_checks_name_the_problem():
         OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32), None, np.zeros(2, np.int64)).check()
     with pytest.raises(ModelError, match="unique"):
         OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32), np.array([3, 3])).check()
+    two = OpenDeals(np.zeros(2, np.int32), np.zeros(2, np.int32), np.ones(2), np.zeros(2, np.int32))
+    with pytest.raises(ModelError, match="amount_pool, pool_start and pool_size go together"):
+        dataclasses.replace(two, amount_pool=np.ones(3)).check()
+    with pytest.raises(ModelError, match=r"deal 1 takes amount_pool\[2 : 5\], outside its 3 amounts"):
+        dataclasses.replace(two, amount_pool=np.ones(3), pool_start=np.array([0, 2]), pool_size=np.array([3, 3])).check()
+    pooled = dataclasses.replace(two, amount=np.array([1.0, 2.0]), amount_pool=np.array([10.0, 20.0, 60.0]),
+                                 pool_start=np.array([0, 1]), pool_size=np.array([0, 2]))
+    assert pooled.check().expected_amounts().tolist() == [1.0, 80.0]  # fixed; mean(20, 60) x 2
     arr = arrivals_tables(1, 3, [0.5], [np.inf])
     with pytest.raises(ModelError, match="groups x"):
         arr.check(geometric_tables(n_groups=2))

@@ -111,7 +111,7 @@ def test_the_sample_report_in_chromium(browser, sample_report):
 def test_every_section_and_crm_markup_in_chromium(browser, full_report):
     page = visit(browser, full_report)
     try:
-        s = check_page(page, n_charts=12, n_rows=25)
+        s = check_page(page, n_charts=13, n_rows=25)
         cell = page.evaluate("document.querySelector('#deal-table tbody td').textContent")
     finally:
         page.close()

@@ -33,7 +33,7 @@ def test_every_section_renders_when_its_data_is_there():
     page = render_report(I.full_report())
     assert section_ids(page) == list(SECTIONS)
     assert chart_ids(page) == ["revenue-histogram", "fan", "periods", "segments", "report-by-2", "funnel", "forest",
-                               "sweep-0", "backtest-intervals", "pit", "skill", "reliability"]
+                               "sweep-0", "sweep-1", "backtest-intervals", "pit", "skill", "reliability"]
     assert "amounts in EUR" in page and "won revenue in the window (EUR)" in page  # the currency code on axes
     assert "Won since 2025-04-01 (actual)" in page and "1.25M" in page  # won to date
     assert "won to date (actual)" in page  # the fan chart's actuals

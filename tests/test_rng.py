@@ -88,7 +88,7 @@ def _samples(fn, param, n, seed):
     return np.array([fn(param, np.uint64(naive.stream_key(tk, i))) for i in range(n)], dtype=np.float64)
 
 
-@pytest.mark.parametrize("lam", [0.05, 1.0, 4.5, 9.99, 10.0, 37.5, 1000.0])
+@pytest.mark.parametrize("lam", [0.05, 1.0, 4.5, 9.99, 10.0, 37.5, 99.9, 100.0, 1000.0, 1e5])
 def test_poisson_moments(lam):
     N = 20_000
     x = _samples(rng.poisson_nb, lam, N, seed=11)
@@ -98,9 +98,9 @@ def test_poisson_moments(lam):
     assert abs(x.var(ddof=1) - lam) < 4 * math.sqrt((lam + 2 * lam**2) / N)
 
 
-@pytest.mark.parametrize("lam", [3.0, 25.0])
+@pytest.mark.parametrize("lam", [3.0, 25.0, 60.0, 150.0])
 def test_poisson_pmf(lam):
-    """Frequencies of each value within 4 binomial SE of the exact pmf (both sampling branches)."""
+    """Frequencies of each value within 4 binomial SE of the exact pmf (both search starts)."""
     N = 20_000
     x = _samples(rng.poisson_nb, lam, N, seed=12).astype(np.int64)
     lo, hi = int(max(0, lam - 3 * math.sqrt(lam))), int(lam + 3 * math.sqrt(lam))
@@ -109,11 +109,43 @@ def test_poisson_pmf(lam):
         assert abs(np.mean(x == k) - p) < 4 * math.sqrt(p * (1 - p) / N), k
 
 
+def _cdf(lam: float, k: int) -> float:
+    """F(k; lam) from the pmf in log space, summed exactly (math.fsum)."""
+    return math.fsum(math.exp(-lam + j * math.log(lam) - math.lgamma(j + 1.0)) for j in range(k + 1))
+
+
+@pytest.mark.parametrize("lam", [0.7, 12.0, 99.99, 100.0, 101.5, 250.0, 2e4])
+def test_poisson_quantile_is_the_inverse_cdf(lam):
+    """The count is the smallest k with F(k) >= u, for u across the whole range (tails included),
+    whichever branch computes it. The log of a pmf term, -lam + k ln(lam) - lgamma(k + 1), adds
+    terms of size lam ln(lam), so both F's here carry errors of about 2**-52 lam ln(lam): a u that
+    close to a step of F may round either way."""
+    tol = 2.0**-51 * (lam * math.log(lam) + 100.0)
+    us = np.r_[np.linspace(0.0, 1.0, 401)[1:-1], 1e-9, 1e-5, 1 - 1e-5, 1 - 1e-9]
+    for u in us:
+        k = int(rng.poisson_quantile_nb(lam, u))
+        hi, lo = _cdf(lam, k), _cdf(lam, k - 1) if k > 0 else 0.0
+        assert lo < u + tol and u <= hi + tol, (u, k, lo, hi)
+
+
+def test_poisson_counts_rise_with_the_rate_draw_by_draw():
+    """Common random numbers for new deals: for one stream key, a higher rate never gives a lower
+    count, across the switch between the two search starts and far beyond it (the issue's case:
+    x1.2 through lam = 10 lowered 9% of counts with the former sampler)."""
+    tk = naive.trial_key(int(rng.domain_key(3, rng.DOMAIN_COUNT)), 0)
+    keys = [np.uint64(naive.stream_key(tk, i)) for i in range(3000)]
+    lams = np.r_[np.linspace(0.01, 45.0, 90), 9.0, 9.5, 10.0, 10.5, 95.0, 99.0, 100.0, 105.0, 500.0, 600.0, 5e4, 6e4]
+    lams = np.sort(lams)
+    with np.errstate(over="ignore"):
+        counts = np.array([[rng.poisson_nb(lam, k) for k in keys] for lam in lams])
+    assert np.all(np.diff(counts, axis=0) >= 0)
+
+
 def test_poisson_zero_and_python_twin():
     key = naive.stream_key(naive.trial_key(5, 3), 9)
     assert rng.poisson_nb(0.0, np.uint64(key)) == 0
     with np.errstate(over="ignore"):
-        for lam in (0.3, 7.0, 12.0, 400.0):
+        for lam in (0.3, 7.0, 12.0, 40.0, 150.0, 400.0, 1e5):
             for i in range(50):
                 k = np.uint64(naive.stream_key(key, i))
                 assert rng.poisson_nb.py_func(lam, k) == rng.poisson_nb(lam, k)

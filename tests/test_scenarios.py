@@ -5,20 +5,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forecaster.cli import main
 from forecaster.config import load_config
-from forecaster.analysis.compare import run_scenario, scenario_inputs
+from forecaster.analysis.compare import compare, interleave, run_scenario, scenario_inputs
 from forecaster.analysis.forecast import prepare, simulate_base
 from forecaster.analysis.funnel import absorption
 from forecaster.analysis.levers import apply_duration, shift_conversion
-from forecaster.analysis.plan import explain, solve
+from forecaster.analysis.plan import explain, lever_scenario, solve
 from forecaster.analysis.scenarios import Campaign, Scenario, parse_scenarios
 from forecaster.model import StageTables
-from tests import chains
+from tests import chains, naive
 from tests.conftest import REPO
 
 Z = 4.0
@@ -154,11 +157,8 @@ def test_rate_lever_doubles_mean_new_deal_wins():
     assert two.won_deals.mean() > 1.5 * one.mean()
 
 
-def test_campaign_into_a_sure_last_stage_adds_exactly_n_times_amount():
-    """Negotiation always closes won after 3 days: 25 campaign deals of 10,000 entering it in July add
-    exactly 250,000 to every trial, and leave every other deal's outcome unchanged (common random numbers)."""
-    cfg = load_config(SCENARIOS).with_forecast(trials=200, new_deals=False)
-    base = prepare(cfg)
+def _sure_negotiation(base):
+    """The base with negotiation (the last stage) always closing won after 3 days."""
     st, n_s = base.model.stage, base.model.n_stages
     surv, day_bin, tail_h, tail_bin, lens = [], [], [], [], []
     won_row = len(st.bin_p)
@@ -177,7 +177,14 @@ def test_campaign_into_a_sure_last_stage_adds_exactly_n_times_amount():
         lens.append(len(surv[-1]))
     sure = StageTables.of(surv=np.concatenate(surv), cell_off=np.r_[0, np.cumsum(lens)], day_bin=np.concatenate(day_bin),
                           bin_p=np.vstack([st.bin_p, np.eye(n_s + 2)[n_s]]), tail_h=tail_h, tail_bin=tail_bin)
-    base = dataclasses.replace(base, model=dataclasses.replace(base.model, stage=sure), stage=sure)
+    return dataclasses.replace(base, model=dataclasses.replace(base.model, stage=sure), stage=sure)
+
+
+def test_campaign_into_a_sure_last_stage_adds_exactly_n_times_amount():
+    """Negotiation always closes won after 3 days: 25 campaign deals of 10,000 entering it in July add
+    exactly 250,000 to every trial, and leave every other deal's outcome unchanged (common random numbers)."""
+    cfg = load_config(SCENARIOS).with_forecast(trials=200, new_deals=False)
+    base = _sure_negotiation(prepare(cfg))
     campaign = Campaign(deals=25, stage="negotiation", start=dt.date(2025, 7, 5), end=dt.date(2025, 7, 25),
                         segment={"product": "Core"}, amount_median=10_000.0)
     baseline = simulate_base(base)
@@ -263,3 +270,188 @@ def test_plan_unreachable_and_errors(runner):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["lever"] == "conversion" and out["stage"] == "proposal"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairing: the coupling that makes levers monotone per trial
+
+
+@settings(max_examples=300, deadline=None)
+@given(p=st.lists(st.sampled_from([0.0, 0.0, 1e-12, 0.05, 0.2, 0.3, 1.0]), min_size=7, max_size=7),
+       s=st.integers(0, 4), c=st.sampled_from([0.3, 0.9, 1.1, 1.3, 20.0]), u=st.integers(0, 2**32 - 1))
+def test_conversion_lever_only_moves_visits_between_lost_and_forward(p, s, c, u):
+    """On one row and one 32-bit draw: raising conversion (c > 1) leaves a visit where it went, or
+    turns a lost visit forward, to the destination v picked anyway; lowering it does the reverse."""
+    row = np.asarray(p, np.float64)
+    row[s] = 0.0
+    if row.sum() == 0:
+        row[-1] = 1.0
+    row = row / row.sum()
+    n_s = len(row) - 2
+    lost = n_s + 1
+    shifted = shift_conversion(row[None, :], s, c)[0]
+    before, after = naive.pick_nested(row, s, u), naive.pick_nested(shifted, s, u)
+    if before != after:
+        gained, dropped = (before, after) if c > 1 else (after, before)
+        assert gained == lost and s < dropped <= n_s, (before, after)
+        # The forward destination is the one v picks among the forward shares, which c keeps.
+        fwd = np.where((np.arange(n_s + 2) > s) & (np.arange(n_s + 2) <= n_s), row, 0.0)
+        assert dropped == naive.pick_nested(np.where(np.arange(n_s + 2) == lost, 0.0, fwd) / fwd.sum(), s, u)
+
+
+def _sample_base(trials: int):
+    return prepare(load_config(SCENARIOS).with_forecast(trials=trials))
+
+
+MONOTONE = {
+    "conversion x1.1 at proposal": Scenario("c1", conversion={"proposal": 1.1}),
+    "conversion x1.1 everywhere": Scenario("c2", conversion={"all": 1.1}),
+    "new deals x1.2": Scenario("n", rate=1.2),
+    "campaign of 100 deals": Scenario("k", campaigns=(Campaign(100, "qualification", dt.date(2025, 7, 1),
+                                                               dt.date(2025, 7, 31), {"product": "Pro"}),)),
+    "amount x1.1": Scenario("a", amount_multiplier=1.1),
+}
+
+
+@pytest.mark.parametrize("name", list(MONOTONE))
+def test_monotone_levers_never_lower_a_trial(name):
+    """For every trial, revenue and won deals under the lever are at least the baseline's (the won
+    deals of the baseline stay won, on the same day), and the lever does something."""
+    base = _sample_base(2000)
+    b = simulate_base(base)
+    sim, _ = run_scenario(base, MONOTONE[name])
+    assert np.all(sim.revenue >= b.revenue) and np.all(sim.won_deals >= b.won_deals)
+    assert np.all(sim.period_wins >= b.period_wins)
+    assert sim.revenue.mean() > b.revenue.mean()
+
+
+def test_conversion_down_never_raises_a_trial():
+    base = _sample_base(1000)
+    b = simulate_base(base)
+    sim, _ = run_scenario(base, Scenario("worse", conversion={"all": 0.8}))
+    assert np.all(sim.revenue <= b.revenue) and np.all(sim.won_deals <= b.won_deals)
+
+
+@pytest.mark.parametrize("lever, stage", [("conversion", "proposal"), ("conversion", None), ("new_deals", None),
+                                          ("amount", None)])
+def test_plan_levers_are_monotone_per_trial(lever, stage):
+    """What plan's bracket relies on: along a ladder of lever values, every trial's revenue is
+    non-decreasing, so P(revenue >= target) is a non-decreasing step curve in the lever."""
+    base = _sample_base(600)
+    ladder = [1.0, 1.05, 1.3, 2.0, 5.0]
+    rev = np.array([run_scenario(base, lever_scenario(lever, x, stage))[0].revenue for x in ladder])
+    assert np.all(np.diff(rev, axis=0) >= 0)
+    assert rev[-1].mean() > rev[0].mean()
+
+
+def test_interleave_spreads_segments_over_the_sequence():
+    order = interleave(np.array([54, 36]))
+    assert np.bincount(order).tolist() == [54, 36]
+    for g in (0, 1):
+        at = np.flatnonzero(order == g)
+        assert at.min() <= 2 and at.max() >= 87  # each segment from the start to the end
+        assert np.max(np.diff(at)) <= 3
+
+
+def test_spread_campaign_gives_every_segment_the_whole_span():
+    base = _sample_base(50)
+    camp = Campaign(90, "qualification", dt.date(2025, 7, 1), dt.date(2025, 9, 28))
+    inp = scenario_inputs(base, Scenario("k", campaigns=(camp,)))
+    extra = slice(base.deals.n_deals, inp.deals.n_deals)
+    for g in np.unique(inp.deals.group[extra]):
+        days = inp.deals.start[extra][inp.deals.group[extra] == g]
+        gap = 90 / len(days)  # a segment's deals are a gap apart, from half a gap in
+        assert days.min() <= gap and days.max() >= 89 - gap and np.diff(days).max() <= 2 * gap, (g, days)
+
+
+def test_campaign_amounts_are_drawn_per_trial_from_the_segment_pool():
+    """A from_history campaign into a sure last stage: each trial adds the sum of 25 amounts drawn
+    from the segment's pool (so trials differ), with mean 25 x the pool's mean (4 SE of the per-trial
+    sum); with new amounts x2 the very same draws double (common random numbers)."""
+    base = _sure_negotiation(prepare(load_config(SCENARIOS).with_forecast(trials=3000, new_deals=False)))
+    camp = Campaign(25, "negotiation", dt.date(2025, 7, 5), dt.date(2025, 7, 25), {"product": "Core"})
+    b = simulate_base(base)
+    one, _ = run_scenario(base, Scenario("c", campaigns=(camp,)))
+    two, _ = run_scenario(base, Scenario("c2", campaigns=(camp,), amount_multiplier=2.0, amount_applies_to="new"))
+    add1, add2 = one.revenue - b.revenue, two.revenue - b.revenue
+    np.testing.assert_array_equal(one.won_deals - b.won_deals, 25)
+    g = [i for i, grp in enumerate(base.model.groups) if grp == ("Core",)][0]
+    arr = base.model.arrivals
+    pool = arr.amount_pool[arr.amount_off[g]:arr.amount_off[g + 1]]
+    assert np.unique(add1).size > 100
+    assert abs(add1.mean() - 25 * pool.mean()) <= Z * math.sqrt(25 * pool.var() / len(add1))
+    np.testing.assert_allclose(add2, 2 * add1, rtol=1e-9)
+
+
+def test_filter_is_compared_with_the_same_slice_of_the_baseline():
+    """'Pro only' changes nothing about Pro deals: against the baseline's Pro slice every trial ties."""
+    base = _sample_base(800)
+    out, _ = compare(base, [Scenario("Pro only", filter_segment={"product": "Pro"})])
+    row = out["scenarios"][0]
+    d = row["delta"]["revenue"]
+    scale = out["baseline"]["revenue"]["mean"]
+    assert abs(d["mean"]) < 1e-9 * scale and d["hi95"] - d["lo95"] < 1e-9 * scale
+    assert row["delta"]["p_better"] == 0.5 and row["delta"]["won_deals"]["mean"] == 0.0
+    assert row["compared_with"]["baseline_slice"] == {"product": "Pro"}
+    assert row["compared_with"]["revenue"]["mean"] == pytest.approx(row["summary"]["revenue"]["mean"], rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+
+SWEEP = """  - name: proposal conversion
+    sweep: {conversion: {proposal: [0.9, 1.0, 1.1]}}
+  - name: lead volume
+    base: july campaign
+    sweep: {new_deals: {rate: [1.0, 1.5]}}
+  - name: july campaign
+    campaign:
+      - {spread: {start: 2025-07-01, end: 2025-07-31}, deals: 40, stage: qualification, segment: {product: Pro}}
+"""
+
+
+def test_sweep_rows_in_compare_json_parquet_and_terminal(runner, tmp_path):
+    path = with_scenarios(tmp_path, SWEEP)
+    out_dir = tmp_path / "out"
+    res = runner.invoke(main, ["compare", str(path), "--trials", "400", "--format", "json", "-o", str(out_dir)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    names = [s["name"] for s in out["scenarios"]]
+    assert names == ["proposal conversion x0.9", "proposal conversion x1.0", "proposal conversion x1.1",
+                     "lead volume x1.0", "lead volume x1.5", "july campaign"]
+    by = {s["name"]: s for s in out["scenarios"]}
+    assert by["proposal conversion x1.1"]["sweep"] == {"scenario": "proposal conversion",
+                                                       "lever": "conversion.proposal", "value": 1.1}
+    assert by["lead volume x1.5"]["sweep"]["lever"] == "new_deals.rate" and "sweep" not in by["july campaign"]
+    # x1.0 is the baseline exactly; the campaign (a base's lever) applies under every value.
+    assert by["proposal conversion x1.0"]["delta"]["revenue"]["mean"] == 0.0
+    assert by["lead volume x1.0"]["summary"]["revenue"] == by["july campaign"]["summary"]["revenue"]
+    rev = [by[f"proposal conversion x{v}"]["delta"]["revenue"]["mean"] for v in ("0.9", "1.0", "1.1")]
+    assert rev[0] < rev[1] < rev[2]
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(out_dir / "compare_trials.parquet")
+    assert set(t["scenario"].to_pylist()) == {"baseline", *names} and t.num_rows == 400 * 7
+    table = runner.invoke(main, ["compare", str(path), "--trials", "200"])
+    assert table.exit_code == 0 and "proposal conversion x1.1" in table.stdout
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("  - {name: s, sweep: {conversion: {proposal: [1.1], demo: [1.2]}}}\n",
+     "'scenarios[0] ('s').sweep.conversion': expected exactly one list of values, found 2"),
+    ("  - {name: s, sweep: {conversion: {proposal: [1.1, fast]}}}\n",
+     "'scenarios[0] ('s').sweep.conversion.proposal': expected a list of numbers"),
+    ("  - {name: s, sweep: {convertion: {proposal: [1.1]}}}\n", "unknown lever (did you mean 'conversion'?)"),
+    ("  - {name: s, sweep: [1.1, 1.2]}\n", "'scenarios[0] ('s').sweep': expected one lever with a list of values"),
+    ("  - {name: s, sweep: {new_deals: {rate: [1.1, 1.1]}}}\n", "values repeat"),
+    ("  - {name: s, sweep: {new_deals: {rate: [0, 1.1]}}}\n", "'scenarios[0] ('s').new_deals.rate': a multiplier must be > 0"),
+    ("  - {name: s, sweep: {new_deals: {rate: [1.1]}}}\n  - {name: t, base: s}\n", "'s' is a sweep (one row per value), not a base"),
+    ("  - {name: s, sweep: {new_deals: {rate: [2]}}}\n  - {name: s x2}\n", "the row 's x2' has the name of another scenario"),
+])
+def test_sweep_errors(runner, tmp_path, text, expected):
+    out_dir = tmp_path / "out"
+    res = runner.invoke(main, ["compare", str(with_scenarios(tmp_path, text)), "--trials", "50", "-o", str(out_dir)])
+    assert res.exit_code == 2
+    lines = res.stderr.splitlines()
+    assert any(expected in line for line in lines), res.stderr
+    assert len(lines) == len(set(lines)) and "Traceback" not in res.output and not out_dir.exists()

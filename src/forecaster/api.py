@@ -221,3 +221,21 @@ def html_report(*, forecast: Forecast | None = None, comparison: Comparison | No
     kind = "Forecast" if summary is not None else "Backtest"
     return render_report(ReportData(title=f"{kind} report: {name}", summary=summary, provenance=prov,
                                     generated_at=generated_at or timestamp(), **parts))
+
+
+def funnel_change(snapshot: Snapshot, *, periods: tuple[str, ...] = (), split_by: str | None = None,
+                  segment: tuple[str, ...] = (), seed: int = 0) -> dict[str, Any]:
+    """Did a process change help? Per stage, the spells that entered it in each period ('START:END', at
+    least two) or in each group of the deal column ``split_by`` (optionally within one period), followed up
+    to as_of with censoring: shares of exits forward, back and lost and median days in stage with 95%
+    intervals, the difference from the first period or group, and a verdict ("different" at most 5% of
+    the time when nothing changed). ``segment``: 'COL=VALUE' items (deal columns) to select."""
+    from forecaster.analysis import periods as _periods
+
+    seg = {}
+    for item in segment:
+        if "=" not in item:
+            raise ConfigError(f"--segment '{item}': expected COLUMN=VALUE")
+        col, value = item.split("=", 1)
+        seg[col] = value
+    return _periods.compare_periods(snapshot, [_periods.parse_period(p) for p in periods], split_by, seg, seed)

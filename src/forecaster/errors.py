@@ -43,7 +43,8 @@ class Problems:
         self.lines: list[str] = []
 
     def add(self, line: str) -> None:
-        self.lines.append(line)
+        if line not in self.lines:  # the same problem found twice (e.g. in every row of a sweep) is one line
+            self.lines.append(line)
 
     def __bool__(self) -> bool:
         return bool(self.lines)

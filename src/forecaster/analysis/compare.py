@@ -18,10 +18,11 @@ import numpy as np
 import pyarrow as pa
 
 from forecaster.analysis.forecast import Base, base_spec
-from forecaster.analysis.funnel import cell_curve, quantile
+from forecaster.analysis.funnel import stale_deals
 from forecaster.analysis.levers import apply_conversion, apply_duration, scale_arrivals
 from forecaster.analysis.scenarios import Scenario
-from forecaster.analysis.summary import summarize_base, with_currency
+from forecaster.analysis.summary import describe, summarize_base, with_currency
+from forecaster.errors import ConfigError
 from forecaster.model import ArrivalTables, OpenDeals, StageTables, apply_stale
 from forecaster.sim import SimResult, stream_ids
 from forecaster.sim.engines import LOCAL, Engine, SimSpec
@@ -63,12 +64,25 @@ def per_stage(base: Base, spec: dict[str, float]) -> dict[int, float]:
     return out
 
 
+def interleave(counts: np.ndarray) -> np.ndarray:
+    """Segment indices [sum(counts)] in an order that spreads each segment evenly: segment g's j-th
+    deal sits at (j + 0.5) / counts[g] of the sequence (ties: lower g first), so that a campaign
+    spread over days hands every segment days across the whole span, not one block each."""
+    counts = np.asarray(counts, np.int64)
+    seg = np.repeat(np.arange(len(counts)), counts)
+    pos = np.concatenate([(np.arange(n) + 0.5) / n for n in counts if n > 0]) if counts.sum() else np.zeros(0)
+    return seg[np.argsort(pos, kind="stable")]
+
+
 def _campaign_deals(base: Base, sc: Scenario, amount_mult: float, keep_groups: np.ndarray) -> OpenDeals | None:
-    """Campaign deals as open deals of age 0 entering their stage on their day (OpenDeals.start)."""
+    """Campaign deals as open deals of age 0 entering their stage on their day (OpenDeals.start), the
+    matching segments interleaved over the days; amounts ``median`` each, or drawn per trial from the
+    segment's pool of recent amounts (``from_history``: OpenDeals' pools, keyed by each deal's stream)."""
     model = base.model
     n_s = model.n_stages
-    cells, starts, amounts, groups, ids = [], [], [], [], []
-    rate = model.arrivals.rate
+    arr = model.arrivals
+    cells, starts, amounts, groups, ids, pool_start, pool_size = [], [], [], [], [], [], []
+    rate = arr.rate
     for i, c in enumerate(sc.campaigns):
         match = groups_matching(base, dict(c.segment)) & keep_groups
         g_idx = np.flatnonzero(match)
@@ -79,23 +93,25 @@ def _campaign_deals(base: Base, sc: Scenario, amount_mult: float, keep_groups: n
         exact = c.deals * w / w.sum()
         n_g = np.floor(exact).astype(int)
         n_g[np.argsort(-(exact - n_g), kind="stable")[: c.deals - n_g.sum()]] += 1
-        g_of = np.repeat(g_idx, n_g)
+        g_of = g_idx[interleave(n_g)]
         first = (c.start - base.as_of).days
         n_days = (c.end - c.start).days + 1
         day = first + (np.arange(c.deals) * n_days) // c.deals  # spread evenly, in order
+        lo, size = arr.amount_off[g_of], arr.amount_off[g_of + 1] - arr.amount_off[g_of]
         if c.amount_median is not None:
-            amt = np.full(c.deals, c.amount_median)
+            amounts.append(np.full(c.deals, c.amount_median * amount_mult))
+            size = np.zeros(c.deals, np.int64)
         else:
-            pool_rng = np.random.default_rng([base.config.forecast.seed, i])
-            amt = np.empty(c.deals)
-            for g in np.unique(g_of):
-                lo, hi = model.arrivals.amount_off[g], model.arrivals.amount_off[g + 1]
-                at = g_of == g
-                amt[at] = model.arrivals.amount_pool[lo + pool_rng.integers(0, hi - lo, at.sum())]
+            if np.any(size == 0):
+                empty = model.group_name(int(g_of[np.argmax(size == 0)]))
+                raise ConfigError(f"scenario '{sc.name}': campaign[{i}]: segment {empty} has no recent deals to "
+                                  f"draw amounts from; give amount: {{median: N}}")
+            amounts.append(np.full(c.deals, float(amount_mult)))  # times the amount drawn per trial
+        pool_start.append(lo)
+        pool_size.append(size)
         stage = model.stages.index(c.stage)
         cells.append(g_of * n_s + stage)
         starts.append(day)
-        amounts.append(amt * amount_mult)
         groups.append(g_of)
         ids.extend(f"\x00campaign {i} deal {k}" for k in range(c.deals))
     if not cells:
@@ -104,6 +120,8 @@ def _campaign_deals(base: Base, sc: Scenario, amount_mult: float, keep_groups: n
         cell=np.concatenate(cells).astype(np.int32), age=np.zeros(len(ids), np.int32),
         amount=np.concatenate(amounts).astype(np.float64), group=np.concatenate(groups).astype(np.int32),
         stream_id=stream_ids(np.array(ids, dtype=object)), start=np.concatenate(starts).astype(np.int32),
+        amount_pool=np.ascontiguousarray(arr.amount_pool, np.float64),
+        pool_start=np.concatenate(pool_start).astype(np.int64), pool_size=np.concatenate(pool_size).astype(np.int64),
     )
 
 
@@ -124,8 +142,7 @@ def scenario_inputs(base: Base, sc: Scenario) -> ScenarioInputs:
     if sc.prune_older_than_days is not None:
         stale = d.age > sc.prune_older_than_days
     elif sc.prune_beyond_p90:
-        p90 = np.array([quantile(cell_curve(model, c), 0.9) for c in range(model.stage.n_cells)])
-        stale = d.age > p90[d.cell]
+        stale = stale_deals(model, d.cell, d.age)
     pruned = keep & stale
     keep &= ~stale
     open_mult = sc.amount_multiplier if sc.amount_applies_to in ("open", "all") else 1.0
@@ -134,10 +151,12 @@ def scenario_inputs(base: Base, sc: Scenario) -> ScenarioInputs:
                       stream_id=d.stream_ids()[keep], start=np.zeros(int(keep.sum()), np.int32))
     extra = _campaign_deals(base, sc, new_mult, keep_groups)
     if extra is not None:
+        none = np.zeros(deals.n_deals, np.int64)
         deals = OpenDeals(*(np.concatenate([getattr(deals, f), getattr(extra, f)])
                             for f in ("cell", "age", "amount", "group")),
                           stream_id=np.concatenate([deals.stream_ids(), extra.stream_ids()]),
-                          start=np.concatenate([deals.start, extra.start]))
+                          start=np.concatenate([deals.start, extra.start]), amount_pool=extra.amount_pool,
+                          pool_start=np.r_[none, extra.pool_start], pool_size=np.r_[none, extra.pool_size])
 
     arrivals = base.arrivals
     if arrivals is not None:
@@ -191,27 +210,57 @@ def paired_delta(x: np.ndarray, base: np.ndarray) -> dict[str, float]:
     return {"mean": float(d.mean()), "lo95": float(d.mean() - Z95 * se), "hi95": float(d.mean() + Z95 * se)}
 
 
+# Per-trial differences within this share of the revenue are ties: sums of the same wins added in
+# another order (a slice against the baseline's same slice) differ by rounding alone.
+TIE_RTOL = 1e-9
+
+
 def p_better(x: np.ndarray, base: np.ndarray) -> float:
-    """P(scenario revenue > baseline revenue) over paired trials, ties counted half."""
-    d = np.asarray(x, np.float64) - np.asarray(base, np.float64)
-    return float(np.mean(d > 0) + 0.5 * np.mean(d == 0))
+    """P(scenario revenue > baseline revenue) over paired trials, ties (to rounding) counted half."""
+    x, base = np.asarray(x, np.float64), np.asarray(base, np.float64)
+    d = x - base
+    tie = np.abs(d) <= TIE_RTOL * np.maximum(np.abs(x), np.abs(base))
+    return float(np.mean(~tie & (d > 0)) + 0.5 * np.mean(tie))
+
+
+def compared_totals(base: Base, sc: Scenario, sim: SimResult) -> tuple[np.ndarray, np.ndarray]:
+    """Per-trial (revenue, won deals) of ``sim`` over what the scenario forecasts: everything, or with a
+    ``filter`` the groups of its slice (the baseline is then compared on the same slice)."""
+    if not sc.filter_segment:
+        return sim.revenue, sim.won_deals
+    keep = groups_matching(base, dict(sc.filter_segment))
+    return sim.group_revenue[:, keep].sum(axis=1), sim.group_wins[:, keep].sum(axis=1)
+
+
+def scenario_row(base: Base, base_sim: SimResult, sc: Scenario, sim: SimResult, summary: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """One scenario's entry of compare.json: its summary and the paired deltas against the baseline (the
+    same slice of it for a ``filter`` scenario); a sweep row also names its scenario, lever and value."""
+    rev, won = compared_totals(base, sc, sim)
+    b_rev, b_won = compared_totals(base, sc, base_sim)
+    row: dict[str, Any] = {
+        "name": sc.name,
+        "summary": summary,
+        "delta": {"revenue": paired_delta(rev, b_rev), "won_deals": paired_delta(won, b_won),
+                  "p_better": p_better(rev, b_rev)},
+    }
+    if sc.filter_segment:
+        row["compared_with"] = {"baseline_slice": dict(sc.filter_segment), "revenue": describe(b_rev),
+                                "won_deals": describe(b_won)}
+    if sc.sweep is not None:
+        row["sweep"] = dict(sc.sweep)
+    return row
 
 
 def compare(base: Base, scenarios: list[Scenario], progress: Callable[[str], None] | None = None,
             engine: Engine = LOCAL) -> tuple[dict[str, Any], pa.Table]:
-    """Baseline and every scenario on the same seed, run together on the engine; the compare.json object
-    and per-trial results."""
+    """Baseline and every scenario (a sweep: every value) on the same seed, run together on the engine;
+    the compare.json object and per-trial results."""
     (base_sim, base_summary), *runs = run_scenarios(base, scenarios, engine=engine, progress=progress, baseline=True)
     out: dict[str, Any] = {"baseline": base_summary, "scenarios": []}
     rows = [("baseline", base_sim)]
     for sc, (sim, summary) in zip(scenarios, runs):
-        out["scenarios"].append({
-            "name": sc.name,
-            "summary": summary,
-            "delta": {"revenue": paired_delta(sim.revenue, base_sim.revenue),
-                      "won_deals": paired_delta(sim.won_deals, base_sim.won_deals),
-                      "p_better": p_better(sim.revenue, base_sim.revenue)},
-        })
+        out["scenarios"].append(scenario_row(base, base_sim, sc, sim, summary))
         rows.append((sc.name, sim))
     t = base_sim.n_trials
     table = pa.table({

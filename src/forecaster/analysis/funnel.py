@@ -1,11 +1,13 @@
 """The funnel view of a fitted model, as revenue ops reads it (conversion, time in stage, stuck deals).
 
 All figures come from the fitted (censoring-aware) tables, not from naive counts of closed deals:
-- ``p_exit``: shares of each destination among deals that leave the stage (table + tail; sums to 1);
+- ``p_exit``: shares of each destination among deals that leave the stage (table + tail; sums to 1), and
+  their sums ``forward_share`` (later stages and won), ``back_share`` (earlier stages), ``lost_share``;
 - ``win_rate``: P(eventually won | entered the stage), absorbing-chain algebra per segment
   (B = (I - Q)^-1 R), mixed over segments by their share of the stage's spells;
 - ``median_days`` / ``p90_days``: quantiles of time in stage from the mixture survival curve;
-- ``stale_deals``: open deals older than the stage's p90;
+- ``stale_deals``: open deals older than the p90 time in stage of their own segment (``stale_deals``, the
+  one definition, also behind ``prune_stale: {beyond: p90}``);
 - ``bottleneck``: the stage losing the most value per deal entering the funnel (docs/model.md).
 """
 
@@ -47,6 +49,17 @@ def cell_exit_shares(model: PipelineModel, c: int) -> np.ndarray:
     mass = np.r_[1.0, s[:-1]] - s
     p = mass @ st.bin_p[st.day_bin[lo:hi]] + s[-1] * st.bin_p[st.tail_bin[c]]
     return p / p.sum()
+
+
+def cell_p90_days(model: PipelineModel) -> np.ndarray:
+    """float64 [G*S]: each cell's p90 time in stage (days, the tail included; inf past ten years)."""
+    return np.array([quantile(cell_curve(model, c), 0.9) for c in range(model.stage.n_cells)])
+
+
+def stale_deals(model: PipelineModel, cell: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """bool [n]: open deals (their cells and ages in days) older than their cell's p90 time in stage.
+    The one definition of stale: the funnel counts these, ``prune_stale: {beyond: p90}`` prunes them."""
+    return np.asarray(age) > cell_p90_days(model)[np.asarray(cell)]
 
 
 def absorption(p_exit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +123,7 @@ def funnel(model: PipelineModel, data: Snapshot, segment: tuple[str, ...] = ()) 
     open_idx, cell, age, grp = open_deal_cells(data, model)
     in_sel = np.isin(grp, gsel)
     o_stage = (cell % n_s)[in_sel]
-    o_age = age[in_sel]
+    o_stale = stale_deals(model, cell, age)[in_sel]
     o_amount = data.amount[open_idx][in_sel]
 
     # Spells of the selection: deals that entered each stage, and their amounts.
@@ -135,10 +148,13 @@ def funnel(model: PipelineModel, data: Snapshot, segment: tuple[str, ...] = ()) 
             "open_deals": int(in_s.sum()),
             "open_amount": float(o_amount[in_s].sum()),
             "p_exit": {names[k]: float(p_mix[k]) for k in range(K) if k != s},
+            "forward_share": float(p_mix[s + 1:n_s + 1].sum()),
+            "back_share": float(p_mix[:s].sum()),
+            "lost_share": float(p_mix[n_s + 1]),
             "win_rate": float((w_norm[:, s] * b_won_g[:, s]).sum()),
             "median_days": quantile(curve, 0.5),
             "p90_days": p90,
-            "stale_deals": int((o_age[in_s] > p90).sum()),
+            "stale_deals": int(o_stale[in_s].sum()),
         })
 
     # Overall: entry mix of new deals, recent won amounts, cycle of won deals.
@@ -195,4 +211,4 @@ def pipeline_stages(model: PipelineModel, gsel: np.ndarray) -> tuple[set[int] | 
     return {model.stages.index(s) for s in p["stages"]}, p["won"], p["lost"]
 
 
-__all__ = ["funnel", "absorption", "cell_exit_shares", "cell_curve", "select_groups"]
+__all__ = ["funnel", "absorption", "cell_exit_shares", "cell_curve", "select_groups", "stale_deals"]

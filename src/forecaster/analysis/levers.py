@@ -42,7 +42,9 @@ def shift_conversion(p: np.ndarray, stage: int, multiplier: float) -> np.ndarray
     out = p.copy()
     out[:, forward] = p[:, forward] * scale[:, None]
     out[:, lost] = l_new
-    return out / out.sum(axis=1, keepdims=True)
+    # No renormalisation: F' + L' is the mass F + L had (to rounding), and the moves back keep their
+    # shares bit for bit, so the nested draw (sim.compact) changes nothing but the lost/forward cut.
+    return out
 
 
 def apply_conversion(stage: StageTables, multipliers: Mapping[int, float]) -> StageTables:

@@ -2,8 +2,10 @@
 
 ``solve`` finds the lever value x at which P(revenue >= target) reaches the confidence: bisection on
 log x between the neutral value 1 and the lever's sane limit. Every evaluation runs the same trials with
-the same seed (common random numbers), so P(x) is a smooth, monotone curve in x and the bisection does
-not chase noise. Levers: ``new_deals`` (arrival rate x), ``conversion`` (odds of moving forward versus
+the same seed (common random numbers). For new_deals, conversion and amount every trial's revenue is
+non-decreasing in x (docs/scenarios.md), so P(x) is a non-decreasing step curve and the bracket
+[multiplier_below, multiplier] holds the least passing value exactly; for duration it is not monotone,
+and the bracket is one failing and one passing value. Levers: ``new_deals`` (arrival rate x), ``conversion`` (odds of moving forward versus
 lost x, at one stage or all), ``amount`` (deal size x, new and open deals), ``duration`` (time in stage x,
 searched downward: faster cycles). On a Dask engine each evaluation runs as blocks of trials on the
 workers, and the bracket's two ends run together; the answer is the local one.
@@ -86,7 +88,8 @@ def solve(base: Base, target: float, confidence: float, lever: str, stage: str |
         result.update(reachable=False, multiplier=None, p_at_solution=p_reach(limit), evaluations=len(consulted))
         return result
     # In log x; P rises from lo to hi (for duration x falls: cycles speed up). Invariant: P(lo) < confidence
-    # <= P(hi), both on the same trials, so the answer is bracketed exactly.
+    # <= P(hi), both on the same trials; with a lever monotone per trial, the least passing value is in
+    # between.
     lo, hi = 0.0, math.log(limit)
     for _ in range(ITERATIONS):
         mid = 0.5 * (lo + hi)

@@ -14,6 +14,10 @@ model and window. Levers never change kernel code, only its input tables (``leve
 | campaign | ``campaign: [{date, deals, stage, segment, amount}]`` (or ``spread: {start, end}``) | extra deals |
 | hygiene | ``prune_stale: {older_than_days: 180}`` or ``{beyond: p90}`` | old open deals lost now |
 | slice | ``filter: {segment: {region: EMEA}}`` | forecast only that slice |
+
+A ``sweep: {LEVER: {...: [v1, v2, ...]}}`` puts a list where one lever's number goes; the scenario
+then stands for one row per value, named ``<name> x<value>``, each with the scenario's other levers
+(and its base's) and carrying ``Scenario.sweep = {"scenario", "lever", "value"}``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from forecaster.config import Config
 from forecaster.errors import ConfigError, Problems, suggest
 
 LEVERS = ("new_deals", "amount", "conversion", "duration", "campaign", "prune_stale", "filter")
-SCENARIO_KEYS = ("name", "description", "base") + LEVERS
+SCENARIO_KEYS = ("name", "description", "base", "sweep") + LEVERS
 APPLIES_TO = ("new", "open", "all")
 
 
@@ -57,6 +61,7 @@ class Scenario:
     prune_older_than_days: int | None = None
     prune_beyond_p90: bool = False
     filter_segment: Mapping[str, str] = field(default_factory=dict)
+    sweep: Mapping[str, Any] | None = None  # {"scenario", "lever" (key path), "value"} of a sweep row
 
     def check(self, segments: Mapping[str, set[str]], start: dt.date, end: dt.date) -> None:
         """Segment values and campaign dates against the model's segments and the forecast window."""
@@ -139,9 +144,11 @@ class _Parser:
         return {str(k): str(v) for k, v in self.mapping(value, where).items()}
 
 
-def _parse_one(raw: Mapping[str, Any], stages: tuple[str, ...], problems: Problems, index: int) -> dict[str, Any]:
-    """The levers one scenario sets itself (not inherited), as Scenario field values."""
-    name = str(raw.get("name", ""))
+def _parse_one(raw: Mapping[str, Any], stages: tuple[str, ...], problems: Problems, index: int,
+               label: str | None = None) -> dict[str, Any]:
+    """The levers one scenario sets itself (not inherited), as Scenario field values; problems name
+    ``label`` (a sweep row: its scenario's name), default the scenario's name."""
+    name = str(raw.get("name", "")) if label is None else label
     ps = _Parser(problems, stages, name, index)
     out: dict[str, Any] = {}
     for k in raw:
@@ -243,6 +250,75 @@ def _parse_one(raw: Mapping[str, Any], stages: tuple[str, ...], problems: Proble
     return out
 
 
+def _sweep_leaf(spec: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:
+    """Every list of scalars inside ``spec`` (mappings walked; a campaign may be a one-item list),
+    with its key path."""
+    if isinstance(spec, Mapping):
+        return [hit for k, v in spec.items() for hit in _sweep_leaf(v, path + (str(k),))]
+    if isinstance(spec, list):
+        if len(spec) == 1 and isinstance(spec[0], Mapping):
+            return _sweep_leaf(spec[0], path)
+        return [(path, spec)]
+    return []
+
+
+def _with_value(spec: Any, path: tuple[str, ...], value: Any) -> Any:
+    """``spec`` with the list at ``path`` replaced by ``value``."""
+    if not path:
+        return value
+    if isinstance(spec, list):
+        return [_with_value(spec[0], path, value)]
+    return {**spec, path[0]: _with_value(spec[path[0]], path[1:], value)}
+
+
+def _merge_lever(own: Any, swept: Any) -> Any:
+    """The scenario's own setting of a lever with the swept one over it, key by key."""
+    if isinstance(own, Mapping) and isinstance(swept, Mapping):
+        return {**own, **{k: _merge_lever(own.get(k), v) for k, v in swept.items()}}
+    return swept
+
+
+def expand_sweep(raw: Mapping[str, Any], index: int, problems: Problems) -> list[tuple[dict[str, Any], Any]]:
+    """A scenario with ``sweep:`` -> one raw scenario per value (its name ``<name> x<value>``) with the
+    sweep's metadata; a scenario without: itself. Problems name the sweep's key."""
+    name = str(raw.get("name", ""))
+    if "sweep" not in raw:
+        return [(dict(raw), None)]
+    key = f"config key 'scenarios[{index}] ('{name}').sweep"
+    sweep = raw["sweep"]
+    if not isinstance(sweep, Mapping) or len(sweep) != 1:
+        problems.add(f"{key}': expected one lever with a list of values, e.g. {{conversion: {{proposal: [0.9, 1.1]}}}}")
+        return []
+    lever, spec = next(iter(sweep.items()))
+    if lever not in LEVERS:
+        problems.add(f"{key}.{lever}': unknown lever{suggest(str(lever), LEVERS)}; levers: {', '.join(LEVERS)}")
+        return []
+    leaves = _sweep_leaf(spec, ())
+    if len(leaves) != 1:
+        problems.add(f"{key}.{lever}': expected exactly one list of values, found {len(leaves)}")
+        return []
+    path, values = leaves[0]
+    where = ".".join((str(lever),) + path)
+    if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        problems.add(f"{key}.{where}': expected a list of numbers, got {values!r}")
+        return []
+    if len(set(values)) != len(values):
+        problems.add(f"{key}.{where}': values repeat: {values!r}")
+        return []
+    out = []
+    for value in values:
+        swept = _with_value(spec, path, value)
+        row = {k: v for k, v in raw.items() if k != "sweep"}
+        if lever == "campaign":  # campaigns add up: the swept one joins the scenario's own
+            own = raw.get("campaign", [])
+            row["campaign"] = (own if isinstance(own, list) else [own]) + (swept if isinstance(swept, list) else [swept])
+        else:
+            row[lever] = _merge_lever(raw.get(lever), swept)
+        row["name"] = f"{name} x{value}"
+        out.append((row, {"scenario": name, "lever": where, "value": value}))
+    return out
+
+
 def _merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
     """A child's levers over its base's: mappings merge key by key, campaigns add up, the rest override."""
     out = dict(base)
@@ -258,34 +334,43 @@ def _merge(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_scenarios(config: Config) -> list[Scenario]:
-    """Validate ``config.scenarios`` and resolve inheritance; raise one ConfigError listing every problem."""
+    """Validate ``config.scenarios``, expand sweeps and resolve inheritance; raise one ConfigError listing
+    every problem."""
     problems = Problems(ConfigError)
-    raws = list(config.scenarios)
-    own = [_parse_one(r, config.stages, problems, i) for i, r in enumerate(raws)]
-    by_name = {str(r.get("name")): i for i, r in enumerate(raws)}
+    entries = [(i, row, meta) for i, r in enumerate(config.scenarios) for row, meta in expand_sweep(r, i, problems)]
+    own = [_parse_one(row, config.stages, problems, i, meta and meta["scenario"]) for i, row, meta in entries]
+    by_name: dict[str, int] = {}
+    for j, (i, row, _) in enumerate(entries):
+        if str(row.get("name")) in by_name:
+            problems.add(f"config key 'scenarios[{i}].sweep': the row '{row['name']}' has the name of another scenario")
+        by_name[str(row.get("name"))] = j
+    swept = {str(r.get("name")) for r in config.scenarios if "sweep" in r}
     resolved: dict[int, dict[str, Any]] = {}
 
-    def resolve(i: int, chain: tuple[str, ...]) -> dict[str, Any]:
-        if i in resolved:
-            return resolved[i]
-        name = str(raws[i].get("name"))
-        base = raws[i].get("base")
+    def resolve(j: int, chain: tuple[str, ...]) -> dict[str, Any]:
+        if j in resolved:
+            return resolved[j]
+        i, row, _ = entries[j]
+        name = str(row.get("name"))
+        base = row.get("base")
         levers: dict[str, Any] = {}
         if base is not None:
-            if base not in by_name:
+            if base in swept:
+                problems.add(f"config key 'scenarios[{i}].base': '{base}' is a sweep (one row per value), not a base")
+            elif base not in by_name:
                 problems.add(f"config key 'scenarios[{i}].base': no scenario named '{base}'{suggest(str(base), list(by_name))}")
             elif base in chain:
                 problems.add(f"config key 'scenarios[{i}].base': '{base}' inherits from '{name}' (a cycle)")
             else:
                 levers = resolve(by_name[base], chain + (name,))
-        resolved[i] = _merge(levers, own[i])
-        return resolved[i]
+        resolved[j] = _merge(levers, own[j])
+        return resolved[j]
 
     out = []
-    for i, raw in enumerate(raws):
-        fields = resolve(i, ())
-        desc = str(raw.get("description", ""))
-        out.append(Scenario(name=str(raw.get("name")), description=desc, **fields))
+    for j, (_, row, meta) in enumerate(entries):
+        fields = resolve(j, ())
+        desc = str(row.get("description", ""))
+        out.append(Scenario(name=str(row.get("name")), description=desc, sweep=meta, **fields))
     problems.raise_if_any()
     return out
 

@@ -74,7 +74,8 @@ def summarize_base(base: Any, sim: Any, deals: Any = None, rollups: Any = ()) ->
     summary = summarize(
         sim, as_of=base.as_of, start=base.start, end=base.end, periods=base.periods,
         segment_names=[model.group_name(g) for g in range(model.n_groups)],
-        quota=base.config.forecast.quota, open_deals=deals.n_deals, open_amount=float(deals.amount.sum()),
+        quota=base.config.forecast.quota, open_deals=deals.n_deals,
+        open_amount=float(deals.expected_amounts().sum()),
         stage_names=list(model.stages),
     )
     summary["currency"] = base.data.currency
@@ -125,6 +126,8 @@ def dates(days: np.ndarray) -> pa.Array:
 def deals_table(f: Any) -> pa.Table:
     """One row per open deal (analysis.forecast.Forecast): its state at as_of, segment and what the trials
     say about it."""
+    from forecaster.analysis.funnel import stale_deals
+
     sim, data, model = f.sim, f.data, f.model
     idx = f.open_idx
     amount = data.amount[idx]
@@ -150,19 +153,10 @@ def deals_table(f: Any) -> pa.Table:
         "forecast_category": pa.array(data.forecast_category[idx].tolist(), pa.string()),
         "close_pushes": data.close_pushes[idx],
         "close_push_days": data.close_push_days[idx],
-        "stale": stale(model, f.cell, f.age),
+        "stale": stale_deals(model, f.cell, f.age),
     })
     cols.update(deal_p_win_by_period(sim, f.summary["periods"]))
     return with_currency(pa.table(cols), data.currency)
-
-
-def stale(model: Any, cell: np.ndarray, age: np.ndarray) -> np.ndarray:
-    """bool [n]: open deals older in their stage than the 90th percentile of its time in stage (the fitted
-    curve of the deal's own cell): the rule of the funnel's ``stale_deals``."""
-    from forecaster.analysis.funnel import cell_curve, quantile
-
-    p90 = {int(c): quantile(cell_curve(model, int(c)), 0.9) for c in np.unique(cell)}
-    return np.array([a > p90[int(c)] for c, a in zip(cell.tolist(), age.tolist())], bool)
 
 
 def deal_p_win_by_period(sim: Any, periods: list[dict[str, Any]]) -> dict[str, np.ndarray]:

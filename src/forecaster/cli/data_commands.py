@@ -115,27 +115,45 @@ def fit(config: Path, as_of: dt.date | None, out_dir: Path) -> None:
 @as_of_option
 @click.option("--segment", multiple=True, metavar="COL=VALUE",
               help="Only this segment (repeat for several columns), e.g. --segment product=Pro.")
+@click.option("--period", "periods", multiple=True, metavar="START:END",
+              help="Compare the spells that entered each stage in these periods (repeat; at least two, or "
+                   "one with --split-by), e.g. --period 2024-01-01:2024-06-30.")
+@click.option("--split-by", default=None, metavar="COLUMN",
+              help="Compare the groups of a deal column (an A/B test), e.g. --split-by playbook.")
 @format_option
 @click.option("-o", "--output", "out_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the JSON object to this file.")
 @handles_errors
-def funnel(config: Path, as_of: dt.date | None, segment: tuple[str, ...], fmt: str, out_file: Path | None) -> None:
+def funnel(config: Path, as_of: dt.date | None, segment: tuple[str, ...], periods: tuple[str, ...],
+           split_by: str | None, fmt: str, out_file: Path | None) -> None:
     """Funnel metrics per stage: conversion, win rate, time in stage, stuck deals, velocity.
 
-    All figures are censoring-aware (deals still open count as at risk, not as exits).
+    All figures are censoring-aware (deals still open count as at risk, not as exits). With --period
+    or --split-by: did a process change help? Per stage each period's (group's) shares of exits
+    forward, back and lost and its median days in stage, with 95% intervals, the difference from the
+    first period, and a verdict (docs/scenarios.md).
 
     \b
     Example:  forecaster funnel configs/example.yaml --segment product=Pro --format json
+              forecaster funnel configs/example.yaml --period 2024-07-01:2024-12-31 --period 2025-01-01:2025-05-31
     """
     import forecaster
     from forecaster.files import dumps, write_atomic
-    from forecaster.report.terminal import print_funnel
+    from forecaster.report.terminal import print_funnel, print_funnel_change
 
-    _, snap, model = load_and_fit(config, as_of)
-    result = forecaster.funnel(model, snap, segment)
+    if periods or split_by is not None:
+        cfg = forecaster.load_config(config)
+        snap = forecaster.load(cfg, as_of)
+        result = forecaster.funnel_change(snap, periods=periods, split_by=split_by, segment=segment,
+                                          seed=cfg.forecast.seed)
+        printer = print_funnel_change
+    else:
+        _, snap, model = load_and_fit(config, as_of)
+        result = forecaster.funnel(model, snap, segment)
+        printer = print_funnel
     if out_file is not None:
         write_atomic(out_file, dumps(result))
-    deliver(result, fmt, print_funnel)
+    deliver(result, fmt, printer)
 
 
 @main.command()

@@ -302,6 +302,11 @@ class OpenDeals:
     start      int32   [n] or None  day offset from as_of on which the deal's walk starts; default
                None = all 0 (deals open at as_of). ``0 <= start`` (checked here) and
                ``start <= end_off`` (checked by engine.simulate, which knows the window).
+    amount_pool float64 [P] or None, pool_start / pool_size int64 [n] or None: amounts drawn per
+               trial (a campaign's deals bootstrapped from their segment's recent deals). A deal
+               with ``pool_size > 0`` is worth, in each trial, one of
+               ``amount_pool[pool_start : pool_start + pool_size]`` (picked by its own stream, the
+               same in every scenario) times ``amount``; with ``pool_size = 0``, ``amount``.
 
     A deal with start ``s`` and age ``a`` is in its cell on day ``s``, having entered its stage on
     day ``s - a`` (for an open deal at as_of, ``s = 0``: it entered on as_of - age; a deal that a
@@ -319,6 +324,9 @@ class OpenDeals:
     group: np.ndarray
     stream_id: np.ndarray | None = None
     start: np.ndarray | None = None
+    amount_pool: np.ndarray | None = None
+    pool_start: np.ndarray | None = None
+    pool_size: np.ndarray | None = None
 
     @property
     def n_deals(self) -> int:
@@ -337,9 +345,29 @@ class OpenDeals:
         return self.start
 
     def take(self, idx: np.ndarray) -> OpenDeals:
-        """The deals ``idx`` (each keeps its stream id, so it draws as it did among all of them)."""
+        """The deals ``idx`` (each keeps its stream id and amount pool, so it draws as it did among all of
+        them)."""
+        pooled = self.amount_pool is not None
         return OpenDeals(self.cell[idx], self.age[idx], self.amount[idx], self.group[idx], self.stream_ids()[idx],
-                         None if self.start is None else self.start[idx])
+                         None if self.start is None else self.start[idx], amount_pool=self.amount_pool,
+                         pool_start=self.pool_start[idx] if pooled else None,
+                         pool_size=self.pool_size[idx] if pooled else None)
+
+    def pools(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(amount_pool float64 [P], pool_start int64 [n], pool_size int64 [n]); no pools: all sizes 0."""
+        if self.amount_pool is None:
+            z = np.zeros(self.n_deals, np.int64)
+            return np.zeros(1, np.float64), z, z.copy()
+        return self.amount_pool, self.pool_start, self.pool_size
+
+    def expected_amounts(self) -> np.ndarray:
+        """float64 [n]: each deal's amount, or for a pooled one its pool's mean times ``amount``."""
+        pool, start, size = self.pools()
+        if not size.any():
+            return self.amount
+        csum = np.r_[0.0, np.cumsum(pool)]
+        mean = (csum[start + size] - csum[start]) / np.maximum(size, 1)
+        return np.where(size > 0, mean * self.amount, self.amount)
 
     @staticmethod
     def empty() -> OpenDeals:
@@ -362,10 +390,18 @@ class OpenDeals:
             ok &= _check_array(p, o, "stream_id", self.stream_id, np.int64, 1)
         if self.start is not None:
             ok &= _check_array(p, o, "start", self.start, np.int32, 1)
+        pooled = [self.amount_pool is not None, self.pool_start is not None, self.pool_size is not None]
+        if any(pooled) and not all(pooled):
+            p.add(f"{o}: amount_pool, pool_start and pool_size go together (all or none)")
+        elif all(pooled):
+            ok &= _check_array(p, o, "amount_pool", self.amount_pool, np.float64, 1)
+            ok &= _check_array(p, o, "pool_start", self.pool_start, np.int64, 1)
+            ok &= _check_array(p, o, "pool_size", self.pool_size, np.int64, 1)
         if not ok:
             p.raise_if_any()
         n = self.cell.shape[0]
-        names = ["age", "amount", "group"] + [f for f in ("stream_id", "start") if getattr(self, f) is not None]
+        names = ["age", "amount", "group"] + [f for f in ("stream_id", "start", "pool_start", "pool_size")
+                                              if getattr(self, f) is not None]
         for name in names:
             if getattr(self, name).shape[0] != n:
                 p.add(f"{o}.{name}: length {getattr(self, name).shape[0]}, expected {n} (as cell)")
@@ -379,6 +415,15 @@ class OpenDeals:
         if not np.all(np.isfinite(self.amount)):
             i = _first_bad(~np.isfinite(self.amount))
             p.add(f"{o}.amount: deal {i} has amount {self.amount[i]!r}")
+        if self.amount_pool is not None:
+            size, start, P = self.pool_size, self.pool_start, self.amount_pool.shape[0]
+            bad = (size < 0) | (start < 0) | ((size > 0) & (start + size > P))
+            if np.any(bad):
+                i = _first_bad(bad)
+                p.add(f"{o}.pool_start/pool_size: deal {i} takes amount_pool[{start[i]} : {start[i] + size[i]}], "
+                      f"outside its {P} amounts")
+            if not np.all(np.isfinite(self.amount_pool)):
+                p.add(f"{o}.amount_pool: a value is not finite")
         if self.stream_id is not None:
             sid = self.stream_id
             if np.any(sid < 0):

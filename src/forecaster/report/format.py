@@ -28,6 +28,3 @@ def pct(x: Any) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def lost_share(stage: dict[str, Any]) -> float:
-    """The share of a funnel stage's exits that are losses (its ``p_exit`` lists the lost stage last)."""
-    return list(stage["p_exit"].values())[-1]

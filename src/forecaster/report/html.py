@@ -12,7 +12,7 @@ from typing import Any
 
 from forecaster.report import charts as C
 from forecaster.report import evaluation_charts as E
-from forecaster.report.format import days, lost_share, money, pct
+from forecaster.report.format import days, money, pct
 
 GENERATED_PREFIX = "Generated "  # the one line of the report that differs between identical runs
 
@@ -135,7 +135,7 @@ def _deals(data: ReportData) -> dict[str, Any] | None:
 
 
 def _funnel(f: dict[str, Any], cur: str | None) -> dict[str, Any]:
-    stages = [{**s, "forward": 1.0 - lost_share(s)} for s in f["stages"]]
+    stages = list(f["stages"])
     chart = C.funnel_lost_value([s["stage"] for s in stages], f["bottleneck_lost_value_per_new_deal"],
                                 f["bottleneck"], cur)
     return {"stages": stages, "bottleneck": f["bottleneck"], "overall": f["overall"], "chart": chart}

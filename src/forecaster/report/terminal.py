@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from forecaster.calendar import to_date
-from forecaster.report.format import days, lost_share, money, pct
+from forecaster.report.format import days, money, pct
 
 
 WIDTH = 100
@@ -127,21 +127,82 @@ def print_funnel(f: dict[str, Any]) -> None:
                   show_edge=False, pad_edge=False, collapse_padding=True)
     for col, just in (("stage", "left"), ("entered", "right"), ("open", "right"),
                       (f"open value{in_currency(f.get('currency'))}", "right"),
-                      ("forward", "right"), ("lost", "right"), ("win rate", "right"), ("median d", "right"),
-                      ("p90 d", "right"), ("stale", "right")):
+                      ("forward", "right"), ("back", "right"), ("lost", "right"), ("win rate", "right"),
+                      ("median d", "right"), ("p90 d", "right"), ("stale", "right")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for s in f["stages"]:
-        lost = lost_share(s)
         table.add_row(s["stage"], f"{s['entered']:,}", f"{s['open_deals']:,}", money(s["open_amount"]),
-                      pct(1.0 - lost), pct(lost), pct(s["win_rate"]), days(s["median_days"]),
-                      days(s["p90_days"]), f"{s['stale_deals']:,}")
+                      pct(s["forward_share"]), pct(s["back_share"]), pct(s["lost_share"]), pct(s["win_rate"]),
+                      days(s["median_days"]), days(s["p90_days"]), f"{s['stale_deals']:,}")
     out.print(table)
+    out.print("forward: to a later stage or won; back: to an earlier stage (shares of the deals leaving the "
+              "stage);\nstale: open deals older than their segment's p90 time in the stage")
     o = f["overall"]
     out.print(f"win rate {pct(o['win_rate'])} of new deals; average won deal {money(o['avg_won_amount'])}; "
               f"median cycle {days(o['cycle_days_median'])} days")
     out.print(f"open pipeline {o['open_deals']:,} deals, {money(o['open_amount'])}; "
               f"velocity {money(o['velocity_per_day'])} per day")
     out.print(f"bottleneck: {f['bottleneck']} (most value lost per new deal)")
+
+
+def _share(x: dict[str, Any] | None) -> str:
+    if not x or x.get("value") is None:
+        return "-"
+    return f"{pct(x['value'])} ±{100 * (x['hi95'] - x['lo95']) / 2:.1f}"
+
+
+def _span(x: dict[str, Any] | None, key: str, fmt: Any) -> str:
+    """'value [lo, hi]' with '?' for an open end."""
+    if not x or x.get(key) is None:
+        return "-"
+    lo = "?" if x.get("lo95") is None else fmt(x["lo95"])
+    hi = "?" if x.get("hi95") is None else fmt(x["hi95"])
+    return f"{fmt(x[key])} [{lo}, {hi}]"
+
+
+def _p(x: float | None) -> str:
+    return "-" if x is None else ("<0.001" if x < 0.001 else f"{x:.3f}")
+
+
+def print_funnel_change(f: dict[str, Any]) -> None:
+    """`funnel --period/--split-by`: per stage and period (group) the shares of exits and the median stay,
+    then each difference from the first with its tests and verdict."""
+    out = console()
+    by_period = "periods" in f
+    groups = f["periods"] if by_period else f["groups"]
+    labels = [f"P{i + 1}" if by_period else str(g["value"]) for i, g in enumerate(groups)]
+    seg = "" if f["segment"] == "all" else f" ({f['segment']})"
+    out.print(f"Stage by stage as of {f['as_of']}{seg}: spells that entered each stage in each "
+              f"{'period' if by_period else 'group'}, followed up to as_of (still open: censored)")
+    if by_period:
+        out.print("; ".join(f"{lab} = {g['start']} .. {g['end']}" for lab, g in zip(labels, groups)))
+    else:
+        window = f" entered {groups[0]['start']} .. {groups[0]['end']}" if "start" in groups[0] else ""
+        out.print(f"groups: {groups[0]['column']} = {', '.join(labels)}{window}")
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in ("stage", "", "spells", "forward", "back", "lost", "median days", "by day"):
+        t.add_column(col, justify="left" if col in ("stage", "") else "right", no_wrap=True)
+    for s in range(len(groups[0]["stages"])):
+        for j, g in enumerate(groups):
+            st = g["stages"][s]
+            t.add_row(st["stage"] if j == 0 else "", labels[j], f"{st['spells']:,}", _share(st["forward_share"]),
+                      _share(st["back_share"]), _share(st["lost_share"]), _span(st["median_days"], "value", days),
+                      days(st["horizon_days"]))
+    out.print(t)
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for col in ("stage", "", "forward, points", "p", "median days", "p", "verdict"):
+        t.add_column(col, justify="left" if col in ("stage", "", "verdict") else "right", no_wrap=True)
+    for d in f["differences"]:
+        a, b = d["between"]
+        verdict = d["verdict"] if d["verdict"] != "different" else f"{' and '.join(d['what_differs'])} differ"
+        t.add_row(d["stage"], f"{labels[b]} - {labels[a]}",
+                  _span(d["forward_share"], "diff", lambda v: f"{100 * v:+.1f}"), _p(d.get("p_forward")),
+                  _span(d["median_days"], "diff", lambda v: f"{v:+.0f}"), _p(d.get("p_time")), verdict)
+    out.print(t)
+    out.print("forward/back/lost: shares of the exits by the day shown (the last one with enough spells at risk "
+              "in\nevery group), ± 95%. Differences with 95% intervals; p: Wald (forward share) and log-rank "
+              f"(time).\nA stage differs when a p is below {f['test']['alpha'] / 2:g}: at most "
+              f"{f['test']['alpha']:.0%} of unchanged stages are called different.")
 
 
 def print_forecast(s: dict[str, Any]) -> None:
@@ -185,12 +246,14 @@ def in_currency(code: str | None) -> str:
 
 
 def _dist_row(name: str, s: dict[str, Any]) -> list[str]:
-    r = s["revenue"]
+    r, w = s["revenue"], s["won_deals"]
     q = "-" if s.get("p_quota") is None else pct(s["p_quota"])
-    return [name, money(r["mean"]), money(r["p10"]), money(r["p90"]), f"{s['won_deals']['mean']:,.1f}", q]
+    return [name, money(r["mean"]), money(r["p10"]), money(r["p90"]), f"{w['mean']:,.1f}", q]
 
 
 def print_compare(c: dict[str, Any]) -> None:
+    """One row per scenario (a sweep: per value); a sliced scenario's delta is against the same slice
+    of the baseline (marked *)."""
     out = console()
     b = c["baseline"]
     cur = in_currency(b.get("currency"))
@@ -198,15 +261,23 @@ def print_compare(c: dict[str, Any]) -> None:
               f"{b['trials']:,} paired trials, seed {b['seed']}")
     t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for col in ("scenario", f"revenue{cur}", "P10", "P90", "wins", "P(quota)", "mean diff [95% CI]", "P(better)"):
-        t.add_column(col, justify="left" if col == "scenario" else "right")
+        t.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
     t.add_row(*_dist_row("baseline", b), "", "")
+    sliced = False
     for sc in c["scenarios"]:
         d = sc["delta"]["revenue"]
+        mark = "*" if "compared_with" in sc else ""
+        sliced |= bool(mark)
+        sign = "+" if d["mean"] > 0 else ""
         t.add_row(*_dist_row(sc["name"], sc["summary"]),
-                  f"{money(d['mean'])} [{money(d['lo95'])}, {money(d['hi95'])}]", pct(sc["delta"]["p_better"]))
+                  f"{sign}{money(d['mean'])} [{money(d['lo95'])}, {money(d['hi95'])}]{mark}",
+                  pct(sc["delta"]["p_better"]))
     out.print(t)
-    out.print("mean diff: the mean of the paired per-trial revenue differences; its 95% interval is for that mean,\n"
-              "not for one quarter's difference. P(better): share of paired trials the scenario wins more.")
+    out.print("mean diff: the mean of the paired per-trial revenue differences from the baseline;\n"
+              "its 95% interval is for that mean, not for one quarter's difference.\n"
+              "P(better): share of paired trials the scenario wins more (ties half).")
+    if sliced:
+        out.print("* against the same slice of the baseline")
 
 
 def print_plan(p: dict[str, Any]) -> None:

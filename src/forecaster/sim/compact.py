@@ -1,7 +1,8 @@
 """Natural tables (model.tables) -> the kernel's compact form for one window (sim.kernels.layout).
 
 Exit days as integer thresholds over the days a window can reach, with guide tables (Chen and Asau's
-indexed search) over the high 32 bits of a draw; destinations and entry stages as integer thresholds,
+indexed search) over the high 32 bits of a draw; destinations as the nested draw's integer thresholds
+in a fixed order per stage (``nested_thresholds``), entry stages of new deals as integer thresholds,
 most likely first. Vectorised numpy, once per run.
 """
 
@@ -102,7 +103,8 @@ def window_tables(stage: StageTables, exit_thr: np.ndarray, end_off: int, bits: 
 
 
 def sorted_thresholds(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of probabilities [R, K] -> (order int32 [R, K], thr uint64 [R, K]).
+    """Rows of probabilities [R, K] -> (order int32 [R, K], thr uint64 [R, K]); the entry stage of
+    new deals (no scenario changes entry shares, so their order takes no part in pairing).
 
     Per row: outcomes with p > 0, most likely first (ties: lower index), cumulative thresholds
     ``floor(cumsum * 2**32 + 0.5)`` capped at ``2**32``, the last positive one set to ``2**32``; the
@@ -122,8 +124,101 @@ def sorted_thresholds(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, thr
 
 
+def _scaled(x: np.ndarray) -> np.ndarray:
+    """``floor(x * 2**32 + 0.5)`` capped at ``2**32``, int64."""
+    return np.minimum(np.floor(x * float(_TWO32) + 0.5), float(_TWO32)).astype(np.int64)
+
+
+def _left_aligned(mask: np.ndarray, width: int) -> np.ndarray:
+    """int64 [R, width]: per row the columns where ``mask`` holds, in index order, then the others."""
+    return np.argsort(~mask, axis=1, kind="stable")[:, :width].astype(np.int64)
+
+
+def nested_thresholds(p: np.ndarray, row_stage: np.ndarray) -> dict[str, np.ndarray]:
+    """Destination rows [R, S + 2] of cells in open stage ``row_stage[r]`` -> the nested draw.
+
+    With u the low 32 bits of a visit's draw and v 32 bits of a second hash of its state, both in
+    ``[0, 2**32)``: the u-axis holds the moves back (open stages ``k < s`` with p > 0, index order)
+    from 0, then lost, then from ``fb = floor((B + L) 2**32 + 0.5)`` "forward"; a forward visit takes
+    the later stage or won (``s < k <= S``, p > 0, index order) whose share of the forward mass v
+    falls in. Back thresholds ``bthr`` are ``floor(cum 2**32 + 0.5)`` of the back shares (padded with
+    2**32), forward ones ``vthr`` ``floor(cum / F 2**32 + 0.5)`` but the last (padded with 2**32),
+    each capped at 2**32. With no forward share ``fb = 2**32`` (and with no lost share either, the
+    last move back ends at 2**32), so an outcome of probability 0 is never drawn.
+
+    Why nested: the conversion lever (analysis.levers) keeps every back share and the mix of the
+    forward shares and trades lost against forward mass. Then ``fb`` alone moves, down, and a visit
+    the lever touches can only go from lost to forward, to the destination v picked before: in every
+    trial the won deals of "conversion up" include the baseline's.
+
+    Returns fb [R], bthr [R, MB], vthr [R, MV], dest_k [R, MB + 1 + MV + 1] (entries: the moves back,
+    lost, the forward destinations; the index of a draw is ``#(bthr <= u) + (u >= fb) (1 + #(vthr <=
+    v))``), all int64 (MB, MV >= 1), and n_back, n_fwd [R].
+    """
+    p = np.asarray(p, np.float64)
+    R, K = p.shape
+    S = K - 2
+    col = np.arange(K)[None, :]
+    s = np.asarray(row_stage, np.int64)[:, None]
+    pos = p > 0.0
+    back = pos & (col < s)
+    fwd = pos & (col > s) & (col <= S)
+    n_back, n_fwd = back.sum(axis=1), fwd.sum(axis=1)
+    MB, MV = max(1, int(n_back.max(initial=0))), max(1, int(n_fwd.max(initial=0)) - 1)
+    # Sums add in index order (cumsum is sequential; zeros add exactly), as the naive twin's loops.
+    cum_b = np.cumsum(np.where(back, p, 0.0), axis=1)
+    cum_f = np.cumsum(np.where(fwd, p, 0.0), axis=1)
+    b_tot, f_tot, lost = cum_b[:, -1], cum_f[:, -1], p[:, S + 1]
+    fb = np.where(n_fwd > 0, _scaled(b_tot + lost), _TWO32)
+    bcols = _left_aligned(back, MB)
+    bthr = np.where(np.arange(MB)[None, :] < n_back[:, None], _scaled(np.take_along_axis(cum_b, bcols, axis=1)), _TWO32)
+    only_back = (n_back > 0) & (n_fwd == 0) & ~(lost > 0.0)
+    bthr[only_back, n_back[only_back] - 1] = _TWO32
+    fcols = _left_aligned(fwd, MV)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inner = _scaled(np.take_along_axis(cum_f, fcols, axis=1) / f_tot[:, None])
+    vthr = np.where(np.arange(MV)[None, :] < (n_fwd - 1)[:, None], inner, _TWO32)
+    # Entries: back columns first (rank = column), lost (K), forward (2K + column), the rest after.
+    rank = np.where(back, col, np.where(fwd, 2 * K + col, 4 * K))
+    rank[:, S + 1] = K
+    width = MB + 1 + MV + 1
+    order = np.argsort(rank, axis=1, kind="stable")
+    order = np.concatenate([order, np.repeat(order[:, -1:], max(0, width - K), axis=1)], axis=1)[:, :width]
+    n_ent = n_back + 1 + n_fwd
+    last = np.take_along_axis(order, (n_ent - 1)[:, None], axis=1)
+    dest_k = np.where(np.arange(width)[None, :] < n_ent[:, None], order, last).astype(np.int64)
+    return {"fb": fb.astype(np.int64), "bthr": bthr, "vthr": vthr, "dest_k": dest_k, "n_back": n_back, "n_fwd": n_fwd}
+
+
+def stage_rows(stage: StageTables) -> StageTables:
+    """The tables with every destination row used by cells of one open stage only (a row shared by
+    cells of several stages is copied per stage): the nested draw's order depends on the stage."""
+    S = stage.n_stages
+    cell_stage = np.arange(stage.n_cells) % S
+    day_stage = np.repeat(cell_stage, stage.cell_len)
+    rows = np.r_[stage.day_bin, stage.tail_bin].astype(np.int64)
+    stages = np.r_[day_stage, cell_stage].astype(np.int64)
+    pairs, inverse = np.unique(rows * S + stages, return_inverse=True)
+    if len(np.unique(pairs // S)) == len(pairs):  # no row shared: keep the tables as they are
+        return stage
+    L = stage.day_bin.shape[0]
+    return StageTables(stage.surv, stage.cell_off, inverse[:L].astype(np.int32), stage.bin_p[pairs // S],
+                       stage.tail_h, inverse[L:].astype(np.int32))
+
+
+def row_stages(stage: StageTables) -> np.ndarray:
+    """int64 [n_bins]: the open stage of the cells using each row (0 for an unused row); rows as
+    stage_rows leaves them."""
+    S = stage.n_stages
+    out = np.zeros(stage.bin_p.shape[0], np.int64)
+    out[stage.day_bin] = np.repeat(np.arange(stage.n_cells) % S, stage.cell_len)
+    out[stage.tail_bin] = np.arange(stage.n_cells) % S
+    return out
+
+
 def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
     """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``."""
+    stage = stage_rows(stage)
     if int(stage.cell_len.max()) >= 1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT) or stage.bin_p.shape[0] > GUIDE_ROW_MASK:
         raise ValueError(
             f"stage tables too large for the kernel: {int(stage.cell_len.max())} days in a cell "
@@ -133,31 +228,38 @@ def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
     bits = guide_bits_for(stage.n_cells, min(int(stage.cell_len.max()), end_off + 1))
     ctab, stride, cell_hdr = window_tables(stage, exit_thr, end_off, bits)
     log1m_h = np.array([-math.inf if h == 1.0 else math.log1p(-h) for h in stage.tail_h.tolist()], np.float64)
-    order, thr = sorted_thresholds(stage.bin_p)
-    n_dest = int((stage.bin_p > 0.0).sum(axis=1).max())
-    width = max(n_dest, 4)  # the kernel unrolls rows of up to 4 destinations
-    if order.shape[1] < width:
-        order = np.concatenate([order, np.repeat(order[:, -1:], width - order.shape[1], axis=1)], axis=1)
-        thr = np.concatenate([thr, np.full((thr.shape[0], width - thr.shape[1]), _TWO32, np.uint64)], axis=1)
-    dest_fast = np.zeros((order.shape[0], 4), np.int64)
-    if n_dest <= 4:
-        dest_fast[:, :3] = thr[:, :3].astype(np.int64)
+    nest = nested_thresholds(stage.bin_p, row_stages(stage))
+    # The fast row: the back threshold, fb, forward thresholds 0 and 1, then the entries in 16 bits
+    # each; for tables whose rows all have at most 1 move back and 4 entries (the usual funnel: four
+    # comparisons a visit; each further one measured about 5% of a visit).
+    fast = bool(np.all((nest["n_back"] <= 1) & (nest["n_fwd"] <= 3) & (nest["n_back"] + 1 + nest["n_fwd"] <= 4)))
+    R = stage.bin_p.shape[0]
+    dest_fast = np.zeros((R, 8), np.int64)
+    if fast:
+        pad = np.full((R, 2), _TWO32, np.int64)
+        dest_fast[:, 0] = np.concatenate([nest["bthr"], pad], axis=1)[:, 0]
+        dest_fast[:, 1] = nest["fb"]
+        dest_fast[:, 2:4] = np.concatenate([nest["vthr"], pad], axis=1)[:, :2]
+        ent = np.concatenate([nest["dest_k"], np.repeat(nest["dest_k"][:, -1:], 4, axis=1)], axis=1)[:, :4]
         for j in range(4):
-            dest_fast[:, 3] |= order[:, j].astype(np.int64) << (16 * j)
+            dest_fast[:, 4] |= ent[:, j] << (16 * j)
+    c = np.ascontiguousarray
     return KernelTables(
-        surv=np.ascontiguousarray(stage.surv),
+        surv=c(stage.surv),
         ctab=ctab,
         cell_stride=stride,
         wthr_base=1 << bits,
         cell_hdr=cell_hdr,
         guide_bits=bits,
         log1m_h=log1m_h,
-        day_bin=np.ascontiguousarray(stage.day_bin),
-        tail_bin=np.ascontiguousarray(stage.tail_bin),
-        dest_k=np.ascontiguousarray(order[:, :width].astype(np.int64)),
-        dest_thr=np.ascontiguousarray(thr[:, :width].astype(np.int64)),
+        day_bin=c(stage.day_bin),
+        tail_bin=c(stage.tail_bin),
+        dest_fb=c(nest["fb"]),
+        dest_bthr=c(nest["bthr"]),
+        dest_vthr=c(nest["vthr"]),
+        dest_k=c(nest["dest_k"]),
         dest_fast=dest_fast.ravel(),
-        n_dest=n_dest,
+        dest_is_fast=fast,
         n_stages=stage.n_stages,
     )
 

@@ -157,8 +157,10 @@ def _buffers(stage: StageTables, n: int, n_trials: int, tc_max: int, P: int, W: 
 
 def _kernel_deals(stage: StageTables, deals: OpenDeals) -> K.KernelDeals:
     c = np.ascontiguousarray
+    pool, pool_start, pool_size = deals.pools()
     return K.KernelDeals(cell=c(deals.cell), age=c(deals.age), amount=c(deals.amount), group=c(deals.group),
-                         sid=c(deals.stream_ids()), start=c(deals.starts()), s_prev=deal_s_prev(stage, deals))
+                         sid=c(deals.stream_ids()), start=c(deals.starts()), s_prev=deal_s_prev(stage, deals),
+                         pool_start=c(pool_start), pool_size=c(pool_size), amount_pool=c(pool))
 
 
 def _result(bufs: K.KernelBuffers, first_trial: int, n_trials: int, seed: int, start_off: int, end_off: int,

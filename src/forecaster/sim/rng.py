@@ -20,8 +20,8 @@ streams of one trial get distinct keys; separate domains keep open deals, counts
 so switching new deals on or off, or changing one deal's tables, leaves every other stream as it was
 (common random numbers across scenarios).
 
-One 64-bit draw feeds two decisions: ``hi32`` (exit day, as ``u1 = hi32 / 2**32``) and ``lo32``
-(destination, compared with integer thresholds scaled to ``2**32``). The samplers for Poisson and
+One 64-bit draw feeds a stage visit: ``hi32`` the exit day (as ``u1 = hi32 / 2**32``) and ``lo32`` the
+destination (compared with integer thresholds scaled to ``2**32``: the nested draw of sim.compact). The samplers for Poisson and
 gamma variates use 53-bit uniforms, one per draw.
 
 All integer arithmetic here stays in uint64: numba turns a uint64/int64 mix into float64, so keys
@@ -166,52 +166,74 @@ def pack_arrival(group, day, k):
 # Samplers. Each consumes its own stream ``key`` from draw 0 upward; results are exact functions
 # of (parameter, key).
 
-_POISSON_INVERSION_MAX = 10.0
-_POISSON_INVERSION_CAP = 1000
+# Below this mean the search starts at 0 (exp(-lam) is far from underflow, and its O(lam) steps cost
+# less than the mode start's O(sqrt(lam)) terms and lgamma: measured equal near lam = 100); from it on,
+# at the mode. Both compute the same CDF, so the count is one function of (lam, u).
+_POISSON_MODE_START = 100.0
+_POISSON_CAP = 1000  # past any mass for lam < _POISSON_MODE_START: f can stall a few ulps below 1
+_POISSON_TAIL_EPS = 2.0**-56  # the mass left below the summed terms, relative to F(mode)
 
 
 @njit(**NJIT)
-def poisson_nb(lam, key):
-    """One Poisson(``lam``) variate (int64) from stream ``key``; ``lam <= 0`` gives 0.
+def poisson_quantile_nb(lam, u):
+    """The smallest k (int64) with ``F(k; lam) >= u``: Poisson(``lam``) by inversion of one uniform
+    ``u`` in [0, 1); ``lam <= 0`` gives 0.
 
-    ``lam < 10``: inversion by sequential search on one uniform. Otherwise PTRS, Hormann's
-    transformed rejection with squeeze (1993), the method numpy uses for large means; it needs
-    about 1.1 pairs of uniforms per variate on average.
+    For a fixed ``u`` the count never falls when ``lam`` rises (``F(k; lam)`` falls with lam for every
+    k), so a scenario with a higher rate keeps every arrival of the baseline in every trial. Below
+    _POISSON_MODE_START the search runs up from 0; above it, it starts at the mode m = floor(lam) with
+    ``F(m)`` summed down from ``p(m)`` until the terms left are below 2**-56 of it (about
+    ``9 sqrt(lam)`` terms), then walks down or up: ``O(sqrt(lam))`` work and no underflow of
+    ``exp(-lam)``. Where the two branches meet, they differ only by rounding (about 1e-15), the only
+    place a count could fall by one as the rate rises.
     """
     if not lam > 0.0:
         return np.int64(0)
-    if lam < _POISSON_INVERSION_MAX:
-        u = uniform53_at(key, 0)
+    if lam < _POISSON_MODE_START:
         p = math.exp(-lam)
         f = p
         k = 0
-        # f can stall a few ulps below 1; the cap is far beyond any probability mass for lam < 10.
-        while u > f and k < _POISSON_INVERSION_CAP:
+        while u > f and k < _POISSON_CAP:
             k += 1
             p *= lam / k
             f += p
         return np.int64(k)
-    slam = math.sqrt(lam)
-    loglam = math.log(lam)
-    b = 0.931 + 2.53 * slam
-    a = -0.059 + 0.02483 * b
-    invalpha = 1.1239 + 1.1328 / (b - 3.4)
-    vr = 0.9277 - 3.6224 / (b - 2.0)
-    n = 0
-    while True:
-        uu = uniform53_at(key, n) - 0.5
-        v = uniform53_at(key, n + 1)
-        n += 2
-        us = 0.5 - abs(uu)
-        if us <= 0.0:  # uu == -0.5 exactly (probability 2**-53): the formula below divides by us
-            continue
-        k = math.floor((2.0 * a / us + b) * uu + lam + 0.43)
-        if us >= 0.07 and v <= vr:
-            return np.int64(k)
-        if k < 0.0 or (us < 0.013 and v > us):
-            continue
-        if math.log(v) + math.log(invalpha) - math.log(a / (us * us) + b) <= -lam + k * loglam - math.lgamma(k + 1.0):
-            return np.int64(k)
+    m = math.floor(lam)
+    pm = math.exp(-lam + m * math.log(lam) - math.lgamma(m + 1.0))
+    inv = 1.0 / lam
+    # F(m) = p(m) + p(m-1) + ...; below j the terms fall at least by the ratio j / lam, so what is
+    # left is at most p(j) r / (1 - r) with r = j / lam.
+    f = pm
+    p = pm
+    j = m
+    while j > 0:
+        p *= j * inv
+        j -= 1
+        f += p
+        r = j * inv
+        if p * r < _POISSON_TAIL_EPS * f * (1.0 - r):
+            break
+    k = m
+    p = pm
+    if u <= f:
+        while k > 0 and u <= f - p:  # F(k - 1) = F(k) - p(k) still reaches u
+            f -= p
+            p *= k * inv
+            k -= 1
+        return np.int64(k)
+    cap = m + 64 + 40 * math.sqrt(lam)
+    while u > f and k < cap:
+        k += 1
+        p *= lam / k
+        f += p
+    return np.int64(k)
+
+
+@njit(**NJIT)
+def poisson_nb(lam, key):
+    """One Poisson(``lam``) variate (int64) from stream ``key``: ``poisson_quantile_nb`` of its
+    draw 0 as a 53-bit uniform, so counts rise with ``lam`` draw by draw."""
+    return poisson_quantile_nb(lam, uniform53_at(key, 0))
 
 
 @njit(**NJIT)

@@ -19,13 +19,14 @@ Contract (the engine builds every input; nothing here checks them):
   exits on its first exit day d or on d + 1, decided by one comparison ``hi > thr(d)`` without a
   branch, unless the flag ``GUIDE_SLOW`` is set (the bucket straddles two day boundaries, or may
   reach an uncut table's tail): then a scan (``spell_slow`` in walk.py). ``cell_hdr`` int64 [C, 8]: region
-  start, Lw, table offset into surv/day_bin, 0, L_c. Destinations: ``dest_k`` / ``dest_thr``
-  int64 [n_bins, >= 4]: per bin the destinations with a positive share, most likely first (ties:
-  lower index), and cumulative thresholds floor(cumsum(p) 2**32 + 0.5), the last positive one
-  2**32, padded with 2**32; ``n_dest`` the most positive shares in a row. The destination of the
-  low 32 bits ``x`` is ``dest_k[row, #{m < n_dest - 1: thr[m] <= x}]``, the first entry with
-  ``x < thr``; when ``n_dest <= 4``, ``dest_fast`` int64 [n_bins * 4] holds each row's first three
-  thresholds and its four destinations packed in 16 bits each.
+  start, Lw, table offset into surv/day_bin, 0, L_c. Destinations, the nested draw of
+  sim.compact.nested_thresholds in a fixed order per stage (every row serves cells of one stage):
+  per bin ``dest_fb`` int64 [n_bins] where "forward" starts on the u-axis, ``dest_bthr`` [n_bins,
+  MB] the moves back's cumulative thresholds, ``dest_vthr`` [n_bins, MV] the forward mix's, both
+  padded with 2**32, and ``dest_k`` [n_bins, MB + MV + 2] the entries (back, lost, forward); the
+  destination of (u, v) is ``dest_k[row, #(bthr <= u) + (u >= fb) (1 + #(vthr <= v))]``. When
+  ``dest_is_fast`` (every row has at most 1 move back and 4 entries), ``dest_fast`` int64
+  [n_bins * 8] holds per row bthr[0], fb, vthr[0:2] and the 4 entries in 16 bits each.
 - Days are int offsets from as_of (day 0). A deal of age ``a`` and start ``s`` entered its stage
   on day ``s - a``. ``KernelWindow.day_period`` int32 [end_off + 1] maps a day to its output
   period (-1 before ``start_off``).
@@ -34,14 +35,18 @@ Contract (the engine builds every input; nothing here checks them):
   deals open at as_of), so its first spell exits on day ``start - age + d`` (d: the spell's exit
   day since its entry); ``start`` changes no draw.
 - Randomness (forecaster.rng): an open deal's walk in trial ``t`` uses the stream
-  ``stream_key(trial_key(keys[KEY_OPEN], t), sid)``, draw ``v`` for its ``v``-th stage visit
+  ``stream_key(trial_key(keys[KEY_OPEN], t), sid)``, draw ``n`` for its ``n``-th stage visit
   (from 0). New deals: per (trial, group) a gamma stream, per (trial, group, day) a Poisson count
   stream, per (trial, group, day, k) a stream whose draw 0 picks the entry stage (high 32 bits)
   and the amount (low 32 bits) and whose draws 1, 2, ... drive the walk. One draw per stage
-  visit: ``u1 = hi / 2**32`` gives the exit day by the contract's inversion, ``x = lo32`` the
-  destination. An aged first spell follows the contract in floats (target = S(a-1) (1 - u1));
-  the kernel turns that rule into exact integer thresholds and a guide once per deal and chunk,
-  over the days its first exit can still fall in the window (see deal_tables).
+  visit: ``u1 = hi / 2**32`` gives the exit day by the contract's inversion; ``u = lo32`` where on
+  the u-axis the destination falls (back, lost, forward) and ``v``, u rotated by 16 bits, which
+  forward destination (v's high half is u's low half, uniform whatever u's high half decided, so
+  the forward mix holds to within 2**-15). An open deal whose amount comes from a pool (campaign
+  deals, ``pool_size > 0``) picks it per trial with the low 32 bits of draw MAX_STEPS of its
+  stream, a draw no visit uses. An aged first spell follows the contract in floats (target =
+  S(a-1) (1 - u1)); the kernel turns that rule into exact integer thresholds and a guide once per
+  deal and chunk, over the days its first exit can still fall in the window (see deal_tables).
 
 Outputs per trial, two row-major matrices so that blocks and the merge loop over fields uniformly:
 ``out_f`` float64 [T, 1 + P + G + S] = revenue | period revenue [P] | group revenue [G] |
@@ -94,17 +99,21 @@ class KernelTables(NamedTuple):
     log1m_h: np.ndarray
     day_bin: np.ndarray
     tail_bin: np.ndarray
+    dest_fb: np.ndarray
+    dest_bthr: np.ndarray
+    dest_vthr: np.ndarray
     dest_k: np.ndarray
-    dest_thr: np.ndarray
     dest_fast: np.ndarray
-    n_dest: int
+    dest_is_fast: bool
     n_stages: int
 
 
 class KernelDeals(NamedTuple):
     """Open deals: cell, age, group int32 [n]; amount float64 [n]; sid int64 [n] (stream ids);
     start int32 [n] (day offset the walk starts on, 0 .. end_off); s_prev float64 [n] = S(age - 1)
-    of the deal's cell (1 for age 0 or beyond the table)."""
+    of the deal's cell (1 for age 0 or beyond the table); pool_start, pool_size int64 [n] and
+    amount_pool float64 [P]: a deal with pool_size > 0 is worth, in each trial, the amount at
+    ``pool_start + pick_index(lo32(draw MAX_STEPS), pool_size)`` times its ``amount``."""
 
     cell: np.ndarray
     age: np.ndarray
@@ -113,11 +122,14 @@ class KernelDeals(NamedTuple):
     sid: np.ndarray
     start: np.ndarray
     s_prev: np.ndarray
+    pool_start: np.ndarray
+    pool_size: np.ndarray
+    amount_pool: np.ndarray
 
 
 class KernelArrivals(NamedTuple):
-    """New deals: ArrivalTables' arrays with ``entry_k``/``entry_thr`` [G, S] (thresholds as
-    ``dest_thr``; ``n_entry`` the most entry stages with a positive share in a group) in place of
+    """New deals: ArrivalTables' arrays with ``entry_k``/``entry_thr`` [G, S] (thresholds of
+    sim.compact.sorted_thresholds; ``n_entry`` the most entry stages with a positive share in a group) in place of
     entry_p, ``amount_mult`` scalar, ``day_weekday``/``day_moq`` int32
     [end_off + 1]; ``on`` False skips new deals (the arrays may then be empty)."""
 

@@ -44,7 +44,7 @@ itself a function called once per unit, not the prange's body: numba's parallel 
 quadratic in the size of a prange body (cold compile 19 s as one function, 8 s split). Hot
 loops index with unsigned integers, which spares numba's negative-index wraparound code.
 
-Why this module is long: ``unit_nb`` is the kernel's hot loop (about 490 lines). Its helpers (the exit
+Why this module is long: ``unit_nb`` is the kernel's hot loop (about 510 lines). Its helpers (the exit
 day of a fresh, aged or old spell, the first-spell tables of an aged deal, the destination) are closures
 over its unpacked arrays because numba inlines closures, whereas calling a separate njit function that
 takes arrays costs atomic reference-count updates per array per call: measured 4x slower per stage visit.
@@ -98,6 +98,9 @@ from forecaster.sim.rng import (
     trial_key,
 )
 
+# Draw MAX_STEPS of an open deal's stream (state key + (MAX_STEPS + 1) GOLDEN), which no visit
+# uses, picks a campaign deal's amount in each trial.
+_AMOUNT_DRAW = np.uint64(((MAX_STEPS + 1) * int(GOLDEN)) % (1 << 64))
 # Hot loops index with unsigned integers: numba then skips the negative-index wraparound code
 # (measured ~12% faster per stage visit). Every index so cast is non-negative by construction.
 _U = np.uint64
@@ -125,10 +128,14 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     log1m_h = tab.log1m_h
     day_bin = tab.day_bin
     tail_bin = tab.tail_bin
+    dest_fb = tab.dest_fb
+    dest_bthr = tab.dest_bthr
+    dest_vthr = tab.dest_vthr
     dest_k = tab.dest_k
-    dest_thr = tab.dest_thr
     dest_fast = tab.dest_fast
-    n_cmp = tab.n_dest - 1
+    dest_is_fast = tab.dest_is_fast
+    n_bcmp = dest_bthr.shape[1]
+    n_vcmp = dest_vthr.shape[1]
     S = tab.n_stages
     start_off = win.start_off
     end_off = win.end_off
@@ -246,18 +253,24 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
         u1 = np.float64(hi) * TWO_M32
         return a + tail_days(math.log(1.0 - u1) / log1m_h[c]), np.int64(tail_bin[c])
 
-    def destination(row, x32):
-        # Thresholds rise along the row: counting those <= x32 finds the first one above it,
-        # without a data-dependent branch.
+    def destination(row, u):
+        # The nested draw (sim.compact.nested_thresholds): u (32 bits) on the axis back | lost |
+        # forward; v, u rotated by 16 bits, among the forward destinations. Counting the thresholds
+        # <= u (and <= v) finds the entry without a data-dependent branch.
         r = _U(row)
-        if n_cmp <= 3:  # the usual funnel: three thresholds, then the 4 outcomes in 16 bits each
-            r4 = r << 2
-            j = (x32 >= dest_fast[r4]) + (x32 >= dest_fast[r4 + 1]) + (x32 >= dest_fast[r4 + 2])
-            return (dest_fast[r4 + 3] >> (np.int64(j) << 4)) & 0xFFFF
+        v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
+        if dest_is_fast:  # the usual funnel: one cache line per row, entries in 16 bits each
+            r8 = r << 3
+            fwd = u >= dest_fast[r8 + 1]
+            j = (u >= dest_fast[r8]) + fwd * (1 + (v >= dest_fast[r8 + 2]) + (v >= dest_fast[r8 + 3]))
+            return (dest_fast[r8 + 4] >> (np.int64(j) << 4)) & 0xFFFF
         j = 0
-        for m in range(n_cmp):
-            j += x32 >= dest_thr[r, _U(m)]
-        return dest_k[r, _U(j)]
+        for m in range(n_bcmp):
+            j += u >= dest_bthr[r, _U(m)]
+        jv = 1
+        for m in range(n_vcmp):
+            jv += v >= dest_vthr[r, _U(m)]
+        return dest_k[r, _U(j + (u >= dest_fb[r]) * jv)]
 
     # Passes 1 and 2 in one: units of work in parallel, each a deal block (open deals) or a trial
     # block (new deals). Both feed batches of up to TB walks through the same code: first spells
@@ -275,6 +288,9 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     d_sid = deals.sid
     d_start = deals.start
     d_sprev = deals.s_prev
+    d_pool_start = deals.pool_start
+    d_pool_size = deals.pool_size
+    d_pool = deals.amount_pool
     work = bufs.work
     deal_won = bufs.deal_won
     deal_lost = bufs.deal_lost
@@ -326,6 +342,8 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     g = np.int64(0)
     base = np.int64(0)
     sid = np.int64(0)
+    deal_pool0 = np.int64(0)
+    deal_pool_n = np.int64(0)
     day0 = np.int64(0)
     room0 = np.int64(0)
     dlast = np.int64(0)
@@ -361,6 +379,8 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 g = np.int64(d_group[i])
                 base = g * S
                 sid = d_sid[i]
+                deal_pool0 = d_pool_start[i]
+                deal_pool_n = d_pool_size[i]
                 day0 = np.int64(d_start[i]) - a  # the day the deal entered its current stage
                 room0 = end_off - day0  # its first spell's last exit day inside the window
                 L0 = cell_hdr[c0, 4]
@@ -515,14 +535,20 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     no += day > end_off
                 bf = buf_f[idx]
                 bi = buf_i[idx]
+                if deal_pool_n > 0:  # a campaign deal: its amount in each trial, from draw MAX_STEPS
+                    for q in range(nq):
+                        x = mix64(stream_key(tkeys[_U(tb0 + q)], sid) + _AMOUNT_DRAW)
+                        new_amount[_U(q)] = d_pool[_U(deal_pool0 + pick_index(lo32(x), deal_pool_n))] * amount
                 for j in range(nw):
                     e = booked[_U(j)]
-                    utt = _U(tb0 + (e >> 32))
+                    q = e >> 32
+                    utt = _U(tb0 + q)
                     day = e & 0xFFFFFFFF
                     p = _U(day_period[_U(day)])
-                    bf[utt, 0] += amount
-                    bf[utt, 1 + p] += amount
-                    bf[utt, _U(1 + P + g)] += amount
+                    amt = new_amount[_U(q)] if deal_pool_n > 0 else amount
+                    bf[utt, 0] += amt
+                    bf[utt, 1 + p] += amt
+                    bf[utt, _U(1 + P + g)] += amt
                     bi[utt, 2 + p] += 1
                     bi[utt, _U(2 + P + g)] += 1
                     if W > 0:
@@ -531,9 +557,10 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     bi[_U(tb0 + booked[_U(j)]), 1] += 1
                 for j in range(2 * TB, no):
                     e = booked[_U(j)]
-                    utt = _U(tb0 + (e >> 16))
+                    q = e >> 16
+                    utt = _U(tb0 + q)
                     s = e & 0xFFFF
-                    bf[utt, _U(fc0 + s)] += amount
+                    bf[utt, _U(fc0 + s)] += new_amount[_U(q)] if deal_pool_n > 0 else amount
                     bi[utt, _U(fc0 + 1 + s)] += 1
                 won_trials += nw
                 lost_trials += nl - TB
