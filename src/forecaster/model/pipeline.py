@@ -149,8 +149,10 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
         "warnings": snap.warning_counts(),
         "fit": {"lookback_days": opts.lookback_days, "min_bin_exits": opts.min_bin_exits,
                 "prior_strength": opts.prior_strength, "stale_after_days": opts.stale_after_days,
-                "half_life_days": opts.half_life_days,
-                "tail_exit_probability_per_day": figures["tail_h"].tolist()},
+                "half_life_days": opts.half_life_days, "calendar_effects": opts.calendar_effects,
+                "shared_shocks": opts.shared_shocks,
+                "tail_exit_probability_per_day": figures["tail_h"].tolist(),
+                "tail_rate_per_day": figures["tail_h"].tolist()},  # the name before format 3: the same figure
         "segment_effects": {
             name: {"lost_log_odds_shift": float(figures["segment_lost_shift"][g]),
                    "time_scale": float(figures["segment_time_scale"][g])}
