@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from forecaster.sim import rng
+from forecaster.sim.compact import mix_multipliers
 from forecaster.sim.kernels import layout as kernels
 
 # Walk outcomes.
@@ -100,6 +101,46 @@ def pick_nested(p_row, s: int, u: int) -> int:
     return fwd[-1]
 
 
+def pick_nested_mixed(p_row, s: int, u: int, lost_mult: float, won_mult: float) -> int:
+    """pick_nested with the calendar shifts and the shared shock (docs/model.md): the moves back keep their
+    shares; the lost share l becomes (l + f) lm / (lm + f), lm = l lost_mult; among forward moves the won
+    share w becomes w e / (w e + 1 - w), e = won_mult, the other forward shares times (1 - w') / (1 - w)."""
+    v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
+    p = [float(x) for x in p_row]
+    S = len(p) - 2
+    back = [k for k in range(s) if p[k] > 0.0]
+    fwd = [k for k in range(s + 1, S + 1) if p[k] > 0.0]
+    lost = p[S + 1]
+    cum = 0.0
+    for j, k in enumerate(back):
+        cum += p[k]
+        last_of_all = j == len(back) - 1 and not fwd and not lost > 0.0
+        if u < (TWO32 if last_of_all else scaled(cum)):
+            return k
+    total = 0.0
+    for k in fwd:
+        total += p[k]
+    if fwd and lost > 0.0:
+        lm = lost * lost_mult
+        fb = scaled(cum + (lost + total) * (lm / (lm + total)))
+    else:
+        fb = scaled(cum + lost) if fwd else TWO32
+    if u < fb:
+        return S + 1
+    factor = 1.0
+    if fwd and fwd[-1] == S:
+        w = p[S] / total
+        if 0.0 < w < 1.0:
+            we = w * won_mult
+            factor = (1.0 - we / (we + (1.0 - w))) / (1.0 - w)
+    cum = 0.0
+    for k in fwd[:-1]:
+        cum += p[k]
+        if v < scaled(cum / total * factor):
+            return k
+    return fwd[-1]
+
+
 def exit_day(stage, c: int, a: int, u1: float) -> int:
     """The contract's sampling rule, read literally."""
     off, end = int(stage.cell_off[c]), int(stage.cell_off[c + 1])
@@ -116,8 +157,9 @@ def exit_day(stage, c: int, a: int, u1: float) -> int:
     return L if h == 1.0 else L + math.floor(math.log(v) / math.log1p(-h))
 
 
-def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int):
-    """(cell, day, outcome, visits) of one walk, as the kernel's unit_nb walks it."""
+def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int, mix=None):
+    """(cell, day, outcome, visits) of one walk, as the kernel's unit_nb walks it. ``mix``: (lost_mult
+    [3], won_mult [3], day_moq) of the walk's trial (calendar shifts and its shock level), or None."""
     S = stage.n_stages
     base = c - c % S
     day = entered
@@ -133,7 +175,11 @@ def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int):
             return c, day, OUT_OPEN, visits
         L = int(stage.cell_off[c + 1] - stage.cell_off[c])
         row = int(stage.day_bin[stage.cell_off[c] + d]) if d < L else int(stage.tail_bin[c])
-        k = pick_nested(stage.bin_p[row], c % S, x & 0xFFFFFFFF)
+        if mix is None:
+            k = pick_nested(stage.bin_p[row], c % S, x & 0xFFFFFFFF)
+        else:
+            q = int(mix[2][day])
+            k = pick_nested_mixed(stage.bin_p[row], c % S, x & 0xFFFFFFFF, float(mix[0][q]), float(mix[1][q]))
         if k == S:
             return c, day, OUT_WON, visits
         if k == S + 1:
@@ -186,7 +232,7 @@ class _Acc:
 
 
 def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, arrivals=None,
-             day_weekday=None, day_moq=None, amount_multiplier_new=1.0) -> dict:  # fmt: skip
+             day_weekday=None, day_moq=None, amount_multiplier_new=1.0, effects=None) -> dict:  # fmt: skip
     """The same outputs as engine.simulate, as a dict of numpy arrays named like SimResult's fields."""
     S, G = stage.n_stages, stage.n_groups
     P = len(period_start) - 1
@@ -199,6 +245,11 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
     base_gamma = int(rng.domain_key(seed, rng.DOMAIN_GAMMA))
     base_count = int(rng.domain_key(seed, rng.DOMAIN_COUNT))
     base_new = int(rng.domain_key(seed, rng.DOMAIN_NEW))
+    base_frailty = int(rng.domain_key(seed, rng.DOMAIN_FRAILTY))
+    mixed = effects is not None and effects.active
+    if mixed:  # the shift factors (per month of the quarter and shock level) as the model defines them
+        lost_mult, won_mult = mix_multipliers(effects)
+        nz = lost_mult.shape[1]
     nb = kernels.n_deal_blocks(n)
     blocks = [range((b * n) // nb, ((b + 1) * n) // nb) for b in range(nb)]
 
@@ -224,13 +275,17 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
         for t in range(n_trials):
             accs = []
             tkey = trial_key(base_open, t)
+            mix = None
+            if mixed:
+                z = ((draw(trial_key(base_frailty, t), 0) >> 32) * nz) >> 32
+                mix = (lost_mult[:, z], won_mult, day_moq)
             for blk in blocks:
                 acc = _Acc(P, G, S)
                 for i in blk:
                     a = int(deals.age[i])
                     entered = int(start[i]) - a  # the deal is in its cell from day start, aged a
                     key = stream_key(tkey, sid[i])
-                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, entered, key, 0, end_off)
+                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, entered, key, 0, end_off, mix)
                     deal_trials += 1
                     deal_steps += visits
                     amount = float(deals.amount[i])
@@ -274,7 +329,7 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
                             x = draw(key, 0)
                             s = pick(arrivals.entry_p[g], x >> 32)
                             amount = float(pool[((x & 0xFFFFFFFF) * len(pool)) >> 32]) * amount_multiplier_new
-                            cell, dday, outcome, visits = walk(stage, g * S + s, 0, day, key, 1, end_off)
+                            cell, dday, outcome, visits = walk(stage, g * S + s, 0, day, key, 1, end_off, mix)
                             deal_trials += 1
                             deal_steps += visits
                             new.book(outcome, cell, dday, amount, g, S, start_off, period_start)

@@ -22,7 +22,7 @@ from forecaster.calendar import calendar_days, period_bounds, quarter_bounds, to
 from forecaster.config import Config
 from forecaster.crm import CRMData, Snapshot, load, resample, snapshot
 from forecaster.errors import ConfigError, ModelError
-from forecaster.model import ArrivalTables, OpenDeals, PipelineModel, StageTables, apply_stale, fit
+from forecaster.model import ArrivalTables, MixEffects, OpenDeals, PipelineModel, StageTables, apply_stale, fit
 from forecaster.sim import SimResult, merge_results, open_deals
 from forecaster.sim.engines import LOCAL, Engine, SimSpec, trial_blocks
 
@@ -150,16 +150,26 @@ def prepare(config: Config, *, model_dir: Path | None = None, full: CRMData | No
                 {"load_s": t_loaded - t_start, "fit_s": t_fitted - t_loaded})
 
 
+def base_effects(base: Base) -> MixEffects:
+    """The model's calendar shifts and shared shock, less what the config switches off (fit.calendar_effects,
+    fit.shared_shocks)."""
+    fc = base.config.fit
+    return base.model.effects.without(calendar=not fc.calendar_effects, frailty=not fc.shared_shocks)
+
+
 def base_spec(base: Base, *, stage: StageTables | None = None, deals: OpenDeals | None = None,
               arrivals: ArrivalTables | None | bool = True, amount_multiplier_new: float = 1.0,
-              n_trials: int | None = None, seed: int | None = None) -> SimSpec:
-    """The kernel run on the base's inputs, or on changed tables (scenarios); same seed, same streams."""
+              n_trials: int | None = None, seed: int | None = None, effects: MixEffects | None | bool = True
+              ) -> SimSpec:
+    """The kernel run on the base's inputs, or on changed tables (scenarios); same seed, same streams.
+    ``effects``: True for the base's (``base_effects``), None for none, or others (ablations)."""
     return SimSpec(stage if stage is not None else base.stage, deals if deals is not None else base.deals,
                    n_trials=n_trials or base.config.forecast.trials,
                    seed=base.config.forecast.seed if seed is None else seed,
                    start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
                    arrivals=base.arrivals if arrivals is True else (arrivals or None),
-                   day_weekday=base.weekday, day_moq=base.moq, amount_multiplier_new=amount_multiplier_new)
+                   day_weekday=base.weekday, day_moq=base.moq, amount_multiplier_new=amount_multiplier_new,
+                   effects=base_effects(base) if effects is True else (effects or None))
 
 
 def simulate_base(base: Base, *, progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL,

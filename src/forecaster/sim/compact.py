@@ -8,11 +8,13 @@ most likely first. Vectorised numpy, once per run.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from forecaster.model.tables import ArrivalTables, OpenDeals, StageTables
+from forecaster.model.tables import ArrivalTables, MixEffects, OpenDeals, StageTables
+from forecaster.numeric import gamma_quantile
 from forecaster.sim.kernels.layout import (
     GUIDE_DAY_SHIFT,
     GUIDE_ROW_BITS,
@@ -29,6 +31,8 @@ GUIDE_MAX_BITS = 12
 GUIDE_EXTRA_BITS = 3
 GUIDE_MAX_BYTES = 256 << 10
 _TWO32 = 1 << 32
+# The shared shock's multiplier takes one of this many levels, a trial's level drawn uniformly.
+FRAILTY_LEVELS = 16
 
 
 def exit_thresholds(surv: np.ndarray) -> np.ndarray:
@@ -176,7 +180,8 @@ def nested_thresholds(p: np.ndarray, row_stage: np.ndarray) -> dict[str, np.ndar
     bthr[only_back, n_back[only_back] - 1] = _TWO32
     fcols = _left_aligned(fwd, MV)
     with np.errstate(invalid="ignore", divide="ignore"):
-        inner = _scaled(np.take_along_axis(cum_f, fcols, axis=1) / f_tot[:, None])
+        share = np.take_along_axis(cum_f, fcols, axis=1) / f_tot[:, None]
+        inner = _scaled(share)
     vthr = np.where(np.arange(MV)[None, :] < (n_fwd - 1)[:, None], inner, _TWO32)
     # Entries: back columns first (rank = column), lost (K), forward (2K + column), the rest after.
     rank = np.where(back, col, np.where(fwd, 2 * K + col, 4 * K))
@@ -187,7 +192,63 @@ def nested_thresholds(p: np.ndarray, row_stage: np.ndarray) -> dict[str, np.ndar
     n_ent = n_back + 1 + n_fwd
     last = np.take_along_axis(order, (n_ent - 1)[:, None], axis=1)
     dest_k = np.where(np.arange(width)[None, :] < n_ent[:, None], order, last).astype(np.int64)
-    return {"fb": fb.astype(np.int64), "bthr": bthr, "vthr": vthr, "dest_k": dest_k, "n_back": n_back, "n_fwd": n_fwd}
+    return {"fb": fb.astype(np.int64), "bthr": bthr, "vthr": vthr, "dest_k": dest_k, "n_back": n_back, "n_fwd": n_fwd,
+            "b_tot": b_tot, "f_tot": f_tot, "lost": lost, "fwd_share": share, "won_fwd": fwd[:, S], "p_won": p[:, S]}
+
+
+@functools.lru_cache(maxsize=64)
+def frailty_levels(var: float, nz: int = FRAILTY_LEVELS) -> np.ndarray:
+    """float64 [nz]: the shared shock's multiplier Z of the odds of losing, per level (a trial's level is
+    uniform on 0 .. nz - 1): the Gamma(1 / var, var) quantiles at (z + 0.5) / nz, moved and scaled to
+    mean 1 and variance ``var`` exactly (or, where that would bring a level below 5% of the mean, scaled
+    to mean 1 only). ``var`` 0: every level 1."""
+    if not var > 0.0:
+        return np.ones(nz)
+    shape = 1.0 / var
+    g = np.array([gamma_quantile((z + 0.5) / nz, shape) for z in range(nz)]) / shape
+    z = 1.0 + (g - g.mean()) * (math.sqrt(var) / g.std())
+    out = z if z.min() > 0.05 else g / g.mean()
+    out.setflags(write=False)
+    return out
+
+
+def mix_multipliers(effects: MixEffects, nz: int = FRAILTY_LEVELS) -> tuple[np.ndarray, np.ndarray]:
+    """(lost_mult float64 [3, nz], won_mult float64 [3]): per month of the quarter (and shock level) the
+    factor on the odds of losing against moving forward, exp(lost_shift[q]) Z[z], and on the odds of
+    winning against a later open stage among forward moves, exp(won_shift[q])."""
+    lost = np.exp(np.asarray(effects.lost_shift, np.float64))[:, None] * frailty_levels(float(effects.frailty_var), nz)[None, :]
+    return lost, np.exp(np.asarray(effects.won_shift, np.float64))
+
+
+def mix_thresholds(nest: dict[str, np.ndarray], effects: MixEffects, nz: int = FRAILTY_LEVELS
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The nested draw's thresholds under the calendar shifts and the shared shock (docs/model.md):
+    fb int64 [R * 3 * nz] at ((r * 3 + q) * nz + z) and the forward thresholds int64 [R * 3, max(MV, 2)]
+    at (r * 3 + q). Moves back keep their shares (bthr is unchanged); the lost share becomes
+    ``(l + f) lm / (lm + f)`` with ``lm = l exp(lost_shift[q]) Z[z]``; among forward moves the won share
+    w becomes ``w e / (w e + 1 - w)``, ``e = exp(won_shift[q])``, the others scaled by
+    ``(1 - w') / (1 - w)``. Rows without a forward or a lost share keep their fb; rows where won is not
+    one of several forward destinations keep their forward thresholds."""
+    lost_mult, won_mult = mix_multipliers(effects, nz)
+    b, f, l = nest["b_tot"], nest["f_tot"], nest["lost"]  # noqa: E741 - the lost share, as in the formulas
+    R = len(b)
+    lm = l[:, None, None] * lost_mult[None, :, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        l_new = (l + f)[:, None, None] * (lm / (lm + f[:, None, None]))
+        ok = ((nest["n_fwd"] > 0) & (l > 0.0))[:, None, None]
+        fb = np.where(ok, _scaled(np.where(ok, b[:, None, None] + l_new, 0.0)), nest["fb"][:, None, None])
+        w = np.where(nest["won_fwd"] & (f > 0.0), nest["p_won"] / f, 0.0)
+        we = w[:, None] * won_mult[None, :]
+        w_new = we / (we + (1.0 - w[:, None]))
+        mixed = (w > 0.0) & (w < 1.0)
+        factor = np.where(mixed[:, None], (1.0 - w_new) / (1.0 - w[:, None]), 1.0)
+        inner = nest["fwd_share"][:, None, :] * factor[:, :, None]
+    MV = nest["vthr"].shape[1]
+    used = np.arange(MV)[None, None, :] < (nest["n_fwd"] - 1)[:, None, None]
+    vthr = np.where(used, _scaled(np.where(used, inner, 0.0)), _TWO32)
+    if MV < 2:
+        vthr = np.concatenate([vthr, np.full((R, 3, 2 - MV), _TWO32, np.int64)], axis=2)
+    return np.ascontiguousarray(fb.reshape(-1), np.int64), np.ascontiguousarray(vthr.reshape(R * 3, -1), np.int64)
 
 
 def stage_rows(stage: StageTables) -> StageTables:
@@ -216,8 +277,11 @@ def row_stages(stage: StageTables) -> np.ndarray:
     return out
 
 
-def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
-    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``."""
+def compact_stage_tables(stage: StageTables, end_off: int, effects: MixEffects | None = None,
+                         day_moq: np.ndarray | None = None) -> KernelTables:
+    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``; with active
+    ``effects`` also the mixed thresholds (``mix_thresholds``) and the month of the quarter of every day
+    ``day_moq`` int [end_off + 1] (the day after the window repeats the last)."""
     stage = stage_rows(stage)
     if int(stage.cell_len.max()) >= 1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT) or stage.bin_p.shape[0] > GUIDE_ROW_MASK:
         raise ValueError(
@@ -244,6 +308,13 @@ def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
         for j in range(4):
             dest_fast[:, 4] |= ent[:, j] << (16 * j)
     c = np.ascontiguousarray
+    mix_on = effects is not None and effects.active
+    if mix_on:
+        mix_fb, mix_vthr = mix_thresholds(nest, effects)
+        mq = np.asarray(day_moq, np.int64)
+        mix_moq = c(np.r_[mq, mq[-1:]])
+    else:
+        mix_fb, mix_vthr, mix_moq = np.zeros(1, np.int64), np.zeros((1, 2), np.int64), np.zeros(1, np.int64)
     return KernelTables(
         surv=c(stage.surv),
         ctab=ctab,
@@ -261,6 +332,11 @@ def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
         dest_fast=dest_fast.ravel(),
         dest_is_fast=fast,
         n_stages=stage.n_stages,
+        mix_on=mix_on,
+        mix_nz=FRAILTY_LEVELS,
+        mix_fb=mix_fb,
+        mix_vthr=mix_vthr,
+        mix_moq=mix_moq,
     )
 
 

@@ -84,7 +84,7 @@ GUIDE_DAY_MASK = (1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT)) - 1
 UNIT_DEALS, UNIT_TRIALS = 0, 1
 FIRST_FRESH, FIRST_AGED, FIRST_OLD = 0, 1, 2  # age 0; 0 < age < L (own tables); age >= L (tail)
 # Index of each domain's base key in the ``keys`` argument.
-KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW = 0, 1, 2, 3
+KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW, KEY_FRAILTY = 0, 1, 2, 3, 4
 
 
 class KernelTables(NamedTuple):
@@ -106,6 +106,13 @@ class KernelTables(NamedTuple):
     dest_fast: np.ndarray
     dest_is_fast: bool
     n_stages: int
+    # Calendar shifts and the shared shock (sim.compact.mix_thresholds; mix_on False: unused, 1-element):
+    # fb per (row, month of quarter, shock level), forward thresholds per (row, month), month per day.
+    mix_on: bool
+    mix_nz: int
+    mix_fb: np.ndarray
+    mix_vthr: np.ndarray
+    mix_moq: np.ndarray
 
 
 class KernelDeals(NamedTuple):
@@ -174,7 +181,8 @@ class KernelBuffers(NamedTuple):
     (destination << 24) | cell), booked int64 [units, 3 TB] (walks sorted by outcome), base_cell int64
     (base cell g S per walk), new_group int64 and new_amount float64 (a new deal's group and amount);
     deal_guide int64 [units, DEAL_GUIDE_SIZE] and deal_thr int64 [units, max L_c + 1]: the current
-    deal's first-spell tables (deal_tables in walk.py).
+    deal's first-spell tables (deal_tables in walk.py); tlevel int64 [tc_max]: each trial's shock level
+    (0 .. mix_nz - 1, with mix_on).
     """
 
     buf_f: np.ndarray
@@ -201,6 +209,7 @@ class KernelBuffers(NamedTuple):
     new_amount: np.ndarray
     deal_guide: np.ndarray
     deal_thr: np.ndarray
+    tlevel: np.ndarray
 
 
 def n_deal_blocks(n_deals: int) -> int:

@@ -134,6 +134,12 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     dest_k = tab.dest_k
     dest_fast = tab.dest_fast
     dest_is_fast = tab.dest_is_fast
+    mix_on = tab.mix_on
+    mix_nz = np.int64(tab.mix_nz)
+    mix_fb = tab.mix_fb
+    mix_vthr = tab.mix_vthr
+    mix_moq = tab.mix_moq
+    tlevel = bufs.tlevel
     n_bcmp = dest_bthr.shape[1]
     n_vcmp = dest_vthr.shape[1]
     S = tab.n_stages
@@ -271,6 +277,27 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
         for m in range(n_vcmp):
             jv += v >= dest_vthr[r, _U(m)]
         return dest_k[r, _U(j + (u >= dest_fb[r]) * jv)]
+
+    def destination_mix(row, u, day, z):
+        # The nested draw with the calendar shifts and the shared shock (sim.compact.mix_thresholds):
+        # fb of the exit day's month of the quarter and the trial's shock level, forward thresholds of
+        # the month; the moves back keep theirs.
+        r = _U(row)
+        v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
+        rq = r * _U(3) + _U(mix_moq[_U(day)])
+        fbm = mix_fb[rq * _U(mix_nz) + _U(z)]
+        if dest_is_fast:
+            r8 = r << 3
+            fwd = u >= fbm
+            j = (u >= dest_fast[r8]) + fwd * (1 + (v >= mix_vthr[rq, 0]) + (v >= mix_vthr[rq, 1]))
+            return (dest_fast[r8 + 4] >> (np.int64(j) << 4)) & 0xFFFF
+        j = 0
+        for m in range(n_bcmp):
+            j += u >= dest_bthr[r, _U(m)]
+        jv = 1
+        for m in range(n_vcmp):
+            jv += v >= mix_vthr[rq, _U(m)]
+        return dest_k[r, _U(j + (u >= fbm) * jv)]
 
     # Passes 1 and 2 in one: units of work in parallel, each a deal block (open deals) or a trial
     # block (new deals). Both feed batches of up to TB walks through the same code: first spells
@@ -501,7 +528,11 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     uq = _U(q)
                     e = exit_code[uj]
                     day = e >> 20
-                    k = destination(e & 0xFFFFF, np.int64(lo32(draws[uj])))
+                    if mix_on:  # the trial's shock level: walk q's trial (open deals) or the unit's trial
+                        z = tlevel[_U(tb0 + q)] if kind == UNIT_DEALS else tlevel[_U(tt)]
+                        k = destination_mix(e & 0xFFFFF, np.int64(lo32(draws[uj])), day, z)
+                    else:
+                        k = destination(e & 0xFFFFF, np.int64(lo32(draws[uj])))
                     last_visit[uq] = (day << 40) | (k << 24) | ((code >> 20) & 0xFFFFFF)
                     um = _U(m2)
                     walk_state[um] = walk_state[uj] + GOLDEN
