@@ -19,7 +19,8 @@ from forecaster.model import store
 from forecaster.model.arrivals import fit_arrivals
 from forecaster.model.stage import fit_stage_tables
 from forecaster.model.shocks import fit_mix_effects
-from forecaster.model.tables import ArrivalTables, MixEffects, StageTables
+from forecaster.model.mix import MixEffects
+from forecaster.model.tables import ArrivalTables, StageTables
 
 GROUP_SEP = "\x1f"
 
@@ -164,8 +165,8 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
         "n_spells": int(len(snap.spells.deal)),
         "arrival_window": arrival_info,
         "observed_from": to_date(snap.observed_from).isoformat() if snap.observed_from is not None else None,
-        "mix_effects": {"lost_shift_by_month_of_quarter": effects.lost_shift.tolist(),
-                        "won_shift_by_month_of_quarter": effects.won_shift.tolist(),
+        "mix_effects": {"exit_rate_by_month_of_quarter": effects.exit_rate.tolist(),
+                        "lost_shift_by_month_of_quarter": effects.lost_shift.tolist(),
                         "shared_shock_variance": effects.frailty_var,
                         "fiscal_year_start": effects.fiscal_year_start, **effect_figures},
     }

@@ -16,7 +16,8 @@ from forecaster.calendar import to_date
 from forecaster.config import identity_sha256
 from forecaster.errors import ModelError
 from forecaster.files import dumps, write_atomic
-from forecaster.model.tables import ArrivalTables, MixEffects, StageTables
+from forecaster.model.mix import MixEffects
+from forecaster.model.tables import ArrivalTables, StageTables
 
 if TYPE_CHECKING:
     from forecaster.model.pipeline import PipelineModel
@@ -171,6 +172,6 @@ def _effects(doc: dict) -> MixEffects:
     m = doc.get("mix_effects")
     if not m:
         return MixEffects.none()
-    return MixEffects(np.asarray(m["lost_shift_by_month_of_quarter"], np.float64),
-                      np.asarray(m["won_shift_by_month_of_quarter"], np.float64),
+    return MixEffects(np.asarray(m["exit_rate_by_month_of_quarter"], np.float64),
+                      np.asarray(m["lost_shift_by_month_of_quarter"], np.float64),
                       float(m["shared_shock_variance"]), int(m["fiscal_year_start"])).check()

@@ -15,7 +15,6 @@ The engine calls it once per run; the kernels trust what passed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -285,53 +284,6 @@ class ArrivalTables:
             empty = (np.diff(off) == 0) & (self.rate > 0.0)
             if np.any(empty):
                 p.add(f"{o}.amount_pool: group {_first_bad(empty)} has rate > 0 but no amounts to draw from")
-        p.raise_if_any()
-        return self
-
-
-@dataclass(frozen=True, eq=False)
-class MixEffects:
-    """What moves the outcome of an exit beyond its stage table (model.shocks; docs/model.md).
-
-    lost_shift  float64 [3]  per month of the fiscal quarter: shift of the log odds of losing against
-                             moving forward, for exits on days of that month
-    won_shift   float64 [3]  per month: shift of the log odds of winning against a later open stage,
-                             among forward moves
-    frailty_var float        variance of the per-trial Gamma(1/var, var) multiplier of the odds of losing
-                             against moving forward (0: none)
-    fiscal_year_start int    the month (1-12) the fiscal year starts in (months of the quarter follow it)
-    Moves back keep their share. All zero: no effect (the plain stage tables).
-    """
-
-    lost_shift: np.ndarray
-    won_shift: np.ndarray
-    frailty_var: float = 0.0
-    fiscal_year_start: int = 1
-
-    @staticmethod
-    def none(fiscal_year_start: int = 1) -> MixEffects:
-        return MixEffects(np.zeros(3), np.zeros(3), 0.0, fiscal_year_start)
-
-    @property
-    def active(self) -> bool:
-        return bool(np.any(self.lost_shift != 0) or np.any(self.won_shift != 0) or self.frailty_var > 0)
-
-    def without(self, *, calendar: bool = False, frailty: bool = False) -> MixEffects:
-        """A copy with the calendar shifts and/or the shared shock switched off (ablations)."""
-        return MixEffects(np.zeros(3) if calendar else self.lost_shift, np.zeros(3) if calendar else self.won_shift,
-                          0.0 if frailty else self.frailty_var, self.fiscal_year_start)
-
-    def check(self) -> MixEffects:
-        p = Problems(ModelError)
-        o = "MixEffects"
-        for name in ("lost_shift", "won_shift"):
-            a = getattr(self, name)
-            if _check_array(p, o, name, a, np.float64, 1) and (a.shape != (3,) or not np.all(np.isfinite(a))):
-                p.add(f"{o}.{name}: expected 3 finite log odds shifts, got {a.tolist()}")
-        if not (math.isfinite(self.frailty_var) and 0.0 <= self.frailty_var):
-            p.add(f"{o}.frailty_var: expected a finite variance >= 0, got {self.frailty_var!r}")
-        if not 1 <= int(self.fiscal_year_start) <= 12:
-            p.add(f"{o}.fiscal_year_start: expected a month 1-12, got {self.fiscal_year_start!r}")
         p.raise_if_any()
         return self
 

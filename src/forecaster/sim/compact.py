@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from forecaster.model.tables import ArrivalTables, MixEffects, OpenDeals, StageTables
+from forecaster.model.mix import MixEffects
+from forecaster.model.tables import ArrivalTables, OpenDeals, StageTables
 from forecaster.numeric import gamma_quantile
 from forecaster.sim.kernels.layout import (
     GUIDE_DAY_SHIFT,
@@ -175,13 +176,13 @@ def nested_thresholds(p: np.ndarray, row_stage: np.ndarray) -> dict[str, np.ndar
     b_tot, f_tot, lost = cum_b[:, -1], cum_f[:, -1], p[:, S + 1]
     fb = np.where(n_fwd > 0, _scaled(b_tot + lost), _TWO32)
     bcols = _left_aligned(back, MB)
-    bthr = np.where(np.arange(MB)[None, :] < n_back[:, None], _scaled(np.take_along_axis(cum_b, bcols, axis=1)), _TWO32)
+    cum_back = np.take_along_axis(cum_b, bcols, axis=1)
+    bthr = np.where(np.arange(MB)[None, :] < n_back[:, None], _scaled(cum_back), _TWO32)
     only_back = (n_back > 0) & (n_fwd == 0) & ~(lost > 0.0)
     bthr[only_back, n_back[only_back] - 1] = _TWO32
     fcols = _left_aligned(fwd, MV)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.take_along_axis(cum_f, fcols, axis=1) / f_tot[:, None]
-        inner = _scaled(share)
+        inner = _scaled(np.take_along_axis(cum_f, fcols, axis=1) / f_tot[:, None])
     vthr = np.where(np.arange(MV)[None, :] < (n_fwd - 1)[:, None], inner, _TWO32)
     # Entries: back columns first (rank = column), lost (K), forward (2K + column), the rest after.
     rank = np.where(back, col, np.where(fwd, 2 * K + col, 4 * K))
@@ -193,7 +194,7 @@ def nested_thresholds(p: np.ndarray, row_stage: np.ndarray) -> dict[str, np.ndar
     last = np.take_along_axis(order, (n_ent - 1)[:, None], axis=1)
     dest_k = np.where(np.arange(width)[None, :] < n_ent[:, None], order, last).astype(np.int64)
     return {"fb": fb.astype(np.int64), "bthr": bthr, "vthr": vthr, "dest_k": dest_k, "n_back": n_back, "n_fwd": n_fwd,
-            "b_tot": b_tot, "f_tot": f_tot, "lost": lost, "fwd_share": share, "won_fwd": fwd[:, S], "p_won": p[:, S]}
+            "b_tot": b_tot, "f_tot": f_tot, "lost": lost, "cum_back": cum_back}
 
 
 @functools.lru_cache(maxsize=64)
@@ -212,43 +213,66 @@ def frailty_levels(var: float, nz: int = FRAILTY_LEVELS) -> np.ndarray:
     return out
 
 
-def mix_multipliers(effects: MixEffects, nz: int = FRAILTY_LEVELS) -> tuple[np.ndarray, np.ndarray]:
-    """(lost_mult float64 [3, nz], won_mult float64 [3]): per month of the quarter (and shock level) the
-    factor on the odds of losing against moving forward, exp(lost_shift[q]) Z[z], and on the odds of
-    winning against a later open stage among forward moves, exp(won_shift[q])."""
-    lost = np.exp(np.asarray(effects.lost_shift, np.float64))[:, None] * frailty_levels(float(effects.frailty_var), nz)[None, :]
-    return lost, np.exp(np.asarray(effects.won_shift, np.float64))
+def frailty_multipliers(effects: MixEffects, nz: int = FRAILTY_LEVELS) -> np.ndarray:
+    """float64 [nz]: per shock level the factor on the odds of losing against moving forward."""
+    return frailty_levels(float(effects.frailty_var), nz)
 
 
-def mix_thresholds(nest: dict[str, np.ndarray], effects: MixEffects, nz: int = FRAILTY_LEVELS
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """The nested draw's thresholds under the calendar shifts and the shared shock (docs/model.md):
-    fb int64 [R * 3 * nz] at ((r * 3 + q) * nz + z) and the forward thresholds int64 [R * 3, max(MV, 2)]
-    at (r * 3 + q). Moves back keep their shares (bthr is unchanged); the lost share becomes
-    ``(l + f) lm / (lm + f)`` with ``lm = l exp(lost_shift[q]) Z[z]``; among forward moves the won share
-    w becomes ``w e / (w e + 1 - w)``, ``e = exp(won_shift[q])``, the others scaled by
-    ``(1 - w') / (1 - w)``. Rows without a forward or a lost share keep their fb; rows where won is not
-    one of several forward destinations keep their forward thresholds."""
-    lost_mult, won_mult = mix_multipliers(effects, nz)
+def mixed_thresholds(nest: dict[str, np.ndarray], effects: MixEffects, row_stage: np.ndarray,
+                     nz: int = FRAILTY_LEVELS) -> dict[str, np.ndarray]:
+    """The nested draw under the calendar effects and the shared shock (docs/model.md), for exits drawn from
+    the dominating tables (``dominating_tables``, R = effects.max_rate; each row with the rates and shifts of
+    its open stage ``row_stage``): on the u-axis the moves back at
+    1 / R of their shares, then the thinned exits, then from ``ls`` the kept exits forward or lost,
+    ``T = (l + f) rate[q] / R`` of the axis, lost up to ``fb`` and forward after it (the forward mix as
+    without effects). The lost share among the kept exits is ``l m / (l m + f)``, m = exp(lost_shift[q])
+    Z[z]. So a day's exit probability is h b back, h (l + f) rate[q] kept (exact thinning), and the
+    conversion lever and the shock, which trade lost for forward shares, only move ``fb``: pairing stays
+    monotone.
+
+    Returns bthr int64 [R_rows, MB] (the back thresholds at 1 / R), ls int64 [R_rows * 3] at (r * 3 + q)
+    and fb int64 [R_rows * 3 * nz] at ((r * 3 + q) * nz + z)."""
+    R = effects.max_rate
+    levels = frailty_multipliers(effects, nz)
     b, f, l = nest["b_tot"], nest["f_tot"], nest["lost"]  # noqa: E741 - the lost share, as in the formulas
-    R = len(b)
-    lm = l[:, None, None] * lost_mult[None, :, :]
+    nonback = l + f
+    rate_s, shift_s = effects.rows(row_stage)  # [R_rows, 3]
+    rate = rate_s / R
+    kept = nonback[:, None] * rate
+    ls_x = b[:, None] + nonback[:, None] * (1.0 - rate)
+    m = np.exp(shift_s)[:, :, None] * levels[None, None, :]  # [R_rows, 3, nz]
+    lm = l[:, None, None] * m
     with np.errstate(invalid="ignore", divide="ignore"):
-        l_new = (l + f)[:, None, None] * (lm / (lm + f[:, None, None]))
-        ok = ((nest["n_fwd"] > 0) & (l > 0.0))[:, None, None]
-        fb = np.where(ok, _scaled(np.where(ok, b[:, None, None] + l_new, 0.0)), nest["fb"][:, None, None])
-        w = np.where(nest["won_fwd"] & (f > 0.0), nest["p_won"] / f, 0.0)
-        we = w[:, None] * won_mult[None, :]
-        w_new = we / (we + (1.0 - w[:, None]))
-        mixed = (w > 0.0) & (w < 1.0)
-        factor = np.where(mixed[:, None], (1.0 - w_new) / (1.0 - w[:, None]), 1.0)
-        inner = nest["fwd_share"][:, None, :] * factor[:, :, None]
-    MV = nest["vthr"].shape[1]
-    used = np.arange(MV)[None, None, :] < (nest["n_fwd"] - 1)[:, None, None]
-    vthr = np.where(used, _scaled(np.where(used, inner, 0.0)), _TWO32)
-    if MV < 2:
-        vthr = np.concatenate([vthr, np.full((R, 3, 2 - MV), _TWO32, np.int64)], axis=2)
-    return np.ascontiguousarray(fb.reshape(-1), np.int64), np.ascontiguousarray(vthr.reshape(R * 3, -1), np.int64)
+        share = np.where(lm > 0.0, lm / (lm + f[:, None, None]), 0.0)
+    fb_x = ls_x[:, :, None] + kept[:, :, None] * share
+    has_fwd = (nest["n_fwd"] > 0)[:, None]
+    none = (~has_fwd[:, 0]) & ~(l > 0.0)  # only moves back: no kept exit at all
+    ls = np.where(none[:, None], _TWO32, _scaled(ls_x))
+    fb = np.where(has_fwd[:, :, None], _scaled(fb_x), _TWO32)
+    bthr = nest["bthr"]
+    if R != 1.0:
+        MB = bthr.shape[1]
+        used = np.arange(MB)[None, :] < nest["n_back"][:, None]
+        bthr = np.where(used, _scaled(np.where(used, nest["cum_back"], 0.0) / R), _TWO32)
+    return {"bthr": np.ascontiguousarray(bthr, np.int64), "ls": np.ascontiguousarray(ls.reshape(-1), np.int64),
+            "fb": np.ascontiguousarray(fb.reshape(-1), np.int64)}
+
+
+def dominating_tables(stage: StageTables, R: float) -> StageTables:
+    """The tables with every day's exit probability h (and the tail's) times R, capped at 1: the process
+    the kernel thins to the calendar rates (sim.kernels.walk). Destination rows are unchanged."""
+    if R == 1.0:
+        return stage
+    surv = np.empty_like(stage.surv)
+    for c in range(stage.n_cells):
+        a, b = int(stage.cell_off[c]), int(stage.cell_off[c + 1])
+        s = stage.surv[a:b]
+        prev = np.r_[1.0, s[:-1]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            h = np.where(prev > 0, 1.0 - s / prev, 1.0)
+        surv[a:b] = np.cumprod(1.0 - np.minimum(1.0, R * h))
+    return StageTables(surv, stage.cell_off, stage.day_bin, stage.bin_p, np.minimum(1.0, R * stage.tail_h),
+                       stage.tail_bin)
 
 
 def stage_rows(stage: StageTables) -> StageTables:
@@ -279,9 +303,10 @@ def row_stages(stage: StageTables) -> np.ndarray:
 
 def compact_stage_tables(stage: StageTables, end_off: int, effects: MixEffects | None = None,
                          day_moq: np.ndarray | None = None) -> KernelTables:
-    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``; with active
-    ``effects`` also the mixed thresholds (``mix_thresholds``) and the month of the quarter of every day
-    ``day_moq`` int [end_off + 1] (the day after the window repeats the last)."""
+    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``. With active
+    ``effects`` also the mixed thresholds (``mixed_thresholds``; ``stage`` must then be the dominating
+    tables, ``dominating_tables(stage, effects.max_rate)``) and, with calendar effects, the month of the
+    quarter of every day ``day_moq`` int [end_off + 1] (the day after the window repeats the last)."""
     stage = stage_rows(stage)
     if int(stage.cell_len.max()) >= 1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT) or stage.bin_p.shape[0] > GUIDE_ROW_MASK:
         raise ValueError(
@@ -292,7 +317,8 @@ def compact_stage_tables(stage: StageTables, end_off: int, effects: MixEffects |
     bits = guide_bits_for(stage.n_cells, min(int(stage.cell_len.max()), end_off + 1))
     ctab, stride, cell_hdr = window_tables(stage, exit_thr, end_off, bits)
     log1m_h = np.array([-math.inf if h == 1.0 else math.log1p(-h) for h in stage.tail_h.tolist()], np.float64)
-    nest = nested_thresholds(stage.bin_p, row_stages(stage))
+    rs = row_stages(stage)
+    nest = nested_thresholds(stage.bin_p, rs)
     # The fast row: the back threshold, fb, forward thresholds 0 and 1, then the entries in 16 bits
     # each; for tables whose rows all have at most 1 move back and 4 entries (the usual funnel: four
     # comparisons a visit; each further one measured about 5% of a visit).
@@ -310,11 +336,12 @@ def compact_stage_tables(stage: StageTables, end_off: int, effects: MixEffects |
     c = np.ascontiguousarray
     mix_on = effects is not None and effects.active
     if mix_on:
-        mix_fb, mix_vthr = mix_thresholds(nest, effects)
-        mq = np.asarray(day_moq, np.int64)
+        mixed = mixed_thresholds(nest, effects, rs)
+        mq = np.zeros(end_off + 1, np.int64) if not effects.calendar else np.asarray(day_moq, np.int64)
         mix_moq = c(np.r_[mq, mq[-1:]])
     else:
-        mix_fb, mix_vthr, mix_moq = np.zeros(1, np.int64), np.zeros((1, 2), np.int64), np.zeros(1, np.int64)
+        mixed = {"bthr": np.zeros((1, 1), np.int64), "ls": np.zeros(1, np.int64), "fb": np.zeros(1, np.int64)}
+        mix_moq = np.zeros(1, np.int64)
     return KernelTables(
         surv=c(stage.surv),
         ctab=ctab,
@@ -332,10 +359,13 @@ def compact_stage_tables(stage: StageTables, end_off: int, effects: MixEffects |
         dest_fast=dest_fast.ravel(),
         dest_is_fast=fast,
         n_stages=stage.n_stages,
+        dest_nback=c(nest["n_back"].astype(np.int64)),
         mix_on=mix_on,
+        mix_thin=bool(mix_on and np.any(effects.exit_rate != 1.0)),
         mix_nz=FRAILTY_LEVELS,
-        mix_fb=mix_fb,
-        mix_vthr=mix_vthr,
+        mix_bthr=mixed["bthr"],
+        mix_ls=mixed["ls"],
+        mix_fb=mixed["fb"],
         mix_moq=mix_moq,
     )
 

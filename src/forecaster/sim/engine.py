@@ -23,7 +23,7 @@ from forecaster.model import ArrivalTables, MixEffects, OpenDeals, PipelineModel
 from forecaster.sim import kernels as K
 from forecaster.sim import rng
 from forecaster.sim.cache import KERNEL_CACHE, is_cached
-from forecaster.sim.compact import compact_stage_tables, deal_s_prev, kernel_arrivals
+from forecaster.sim.compact import compact_stage_tables, deal_s_prev, dominating_tables, kernel_arrivals
 from forecaster.sim.results import SimResult
 
 # Slabs of per-trial partial sums are (deal blocks + 1) x chunk trials x fields; keep them near this.
@@ -156,6 +156,8 @@ def _buffers(stage: StageTables, n: int, n_trials: int, tc_max: int, P: int, W: 
         deal_guide=np.zeros((nu, K.layout.DEAL_GUIDE_SIZE), np.int64),
         deal_thr=np.zeros((nu, int(stage.cell_len.max()) + 1), np.int64),
         tlevel=np.zeros(tc_max, np.int64),
+        walk_age=np.zeros((nu, tb), np.int64),
+        walk_entry=np.zeros((nu, tb), np.int64),
     )
 
 
@@ -239,11 +241,13 @@ def simulate(
         raise ValueError(f"first_trial must be a non-negative integer, got {first_trial!r}")
     _check_inputs(stage, deals, arrivals, end_off)
     ps, wd, mq = _check_window(start_off, end_off, period_start, n_trials, arrivals, day_weekday, day_moq, amount_multiplier_new)
-    mix_moq = None
+    cal_moq = None
     if effects is not None and effects.active:
         effects.check()
-        mix_moq = _day_array("day_moq", day_moq, 3, end_off, "calendar effects or shared shocks")
-    tab = compact_stage_tables(stage, end_off, effects, mix_moq)
+        if effects.calendar:
+            cal_moq = _day_array("day_moq", day_moq, 3, end_off, "calendar effects")
+            stage = dominating_tables(stage, effects.max_rate)
+    tab = compact_stage_tables(stage, end_off, effects, cal_moq)
 
     S, G, P, n = stage.n_stages, stage.n_groups, ps.shape[0] - 1, deals.n_deals
     W = end_off - start_off + 1 if track_win_days else 0

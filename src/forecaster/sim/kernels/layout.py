@@ -106,12 +106,17 @@ class KernelTables(NamedTuple):
     dest_fast: np.ndarray
     dest_is_fast: bool
     n_stages: int
-    # Calendar shifts and the shared shock (sim.compact.mix_thresholds; mix_on False: unused, 1-element):
-    # fb per (row, month of quarter, shock level), forward thresholds per (row, month), month per day.
+    dest_nback: np.ndarray
+    # Calendar effects and the shared shock (sim.compact.mixed_thresholds; mix_on False: unused): back
+    # thresholds at 1 / R per row, the start of the kept exits per (row, month of quarter), fb per (row,
+    # month, shock level), the month of the quarter of every day. mix_thin False (every rate 1): nothing is
+    # thinned and the plain draw holds with fb per (row, month, shock level).
     mix_on: bool
+    mix_thin: bool
     mix_nz: int
+    mix_bthr: np.ndarray
+    mix_ls: np.ndarray
     mix_fb: np.ndarray
-    mix_vthr: np.ndarray
     mix_moq: np.ndarray
 
 
@@ -182,7 +187,8 @@ class KernelBuffers(NamedTuple):
     (base cell g S per walk), new_group int64 and new_amount float64 (a new deal's group and amount);
     deal_guide int64 [units, DEAL_GUIDE_SIZE] and deal_thr int64 [units, max L_c + 1]: the current
     deal's first-spell tables (deal_tables in walk.py); tlevel int64 [tc_max]: each trial's shock level
-    (0 .. mix_nz - 1, with mix_on).
+    (0 .. mix_nz - 1, with mix_on); walk_age, walk_entry int64 [units, TB]: with mix_on, the age from which
+    a walk's spell goes on after a thinned exit (0: a new spell) and the day that spell began.
     """
 
     buf_f: np.ndarray
@@ -210,6 +216,8 @@ class KernelBuffers(NamedTuple):
     deal_guide: np.ndarray
     deal_thr: np.ndarray
     tlevel: np.ndarray
+    walk_age: np.ndarray
+    walk_entry: np.ndarray
 
 
 def n_deal_blocks(n_deals: int) -> int:
