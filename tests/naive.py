@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from forecaster.sim import rng
+from forecaster.sim.compact import dominating_tables, frailty_multipliers
 from forecaster.sim.kernels import layout as kernels
 
 # Walk outcomes.
@@ -100,6 +101,47 @@ def pick_nested(p_row, s: int, u: int) -> int:
     return fwd[-1]
 
 
+def pick_nested_mixed(p_row, s: int, u: int, R: float, rate: float, lost_mult: float) -> int:
+    """The nested draw of an exit drawn at R times the table's hazard, under a month's exit rate and lost
+    odds factor (calendar shift times the trial's shock level): on the u-axis the moves back at 1 / R of
+    their shares, then the thinned exits (returns -1: the spell goes on), then from b + (l + f)(1 - rate / R)
+    the kept exits, lost with share l m / (l m + f), then forward by the forward mix (docs/model.md)."""
+    v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
+    p = [float(x) for x in p_row]
+    S = len(p) - 2
+    back = [k for k in range(s) if p[k] > 0.0]
+    fwd = [k for k in range(s + 1, S + 1) if p[k] > 0.0]
+    lost = p[S + 1]
+    b = 0.0
+    for k in back:
+        b += p[k]
+    total = 0.0
+    for k in fwd:
+        total += p[k]
+    nonback = lost + total
+    r = rate / R
+    ls = TWO32 if not fwd and not lost > 0.0 else scaled(b + nonback * (1.0 - r))
+    if u < ls:
+        cum = 0.0
+        for j, k in enumerate(back):
+            cum += p[k]
+            last_of_all = j == len(back) - 1 and not fwd and not lost > 0.0 and R == 1.0
+            if u < (TWO32 if last_of_all else scaled(cum / R if R != 1.0 else cum)):
+                return k
+        return -1
+    lm = lost * lost_mult
+    share = lm / (lm + total) if lm > 0.0 else 0.0
+    fb = scaled(b + nonback * (1.0 - r) + nonback * r * share) if fwd else TWO32
+    if u < fb:
+        return S + 1
+    cum = 0.0
+    for k in fwd[:-1]:
+        cum += p[k]
+        if v < scaled(cum / total):
+            return k
+    return fwd[-1]
+
+
 def exit_day(stage, c: int, a: int, u1: float) -> int:
     """The contract's sampling rule, read literally."""
     off, end = int(stage.cell_off[c]), int(stage.cell_off[c + 1])
@@ -116,30 +158,61 @@ def exit_day(stage, c: int, a: int, u1: float) -> int:
     return L if h == 1.0 else L + math.floor(math.log(v) / math.log1p(-h))
 
 
-def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int):
-    """(cell, day, outcome, visits) of one walk, as the kernel's unit_nb walks it."""
+def exit_day_cont(stage, c: int, a: int, hi: int) -> int:
+    """The exit day of a spell going on at age a >= 1 after a thinned exit: past the table its tail (as an
+    aged spell); else the fresh rule on hi2 = min(floor((1 - t) 2**32), 2**32 - 1), t = S(a - 1)
+    (1 - hi / 2**32), and never before a."""
+    off, end = int(stage.cell_off[c]), int(stage.cell_off[c + 1])
+    L = end - off
+    if a >= L:
+        return exit_day(stage, c, a, hi * 2.0**-32)
+    t = float(stage.surv[off + a - 1]) * (1.0 - hi * 2.0**-32)
+    hi2 = min(math.floor((1.0 - t) * 4294967296.0), 0xFFFFFFFF)
+    return max(a, exit_day(stage, c, 0, hi2 * 2.0**-32))
+
+
+def walk(stage, c: int, a: int, entered: int, key: int, n0: int, end_off: int, mix=None):
+    """(cell, day, outcome, visits) of one walk, as the kernel's unit_nb walks it. ``mix``: None, or
+    (R, exit_rate [n, 3], lost_mult [n, 3], day_moq) of the walk's trial (a row per open stage, or one row
+    for all): ``stage`` is then the dominating tables,
+    each exit is drawn by pick_nested_mixed with its day's month, and a thinned one leaves the same spell
+    going on a day older."""
     S = stage.n_stages
     base = c - c % S
-    day = entered
     n = n0
     visits = 0
+    cont = False  # a spell going on after a thinned exit
     while True:
         x = draw(key, n)
         n += 1
         visits += 1
-        d = exit_day(stage, c, a, (x >> 32) * 2.0**-32)
-        day += d
+        d = exit_day_cont(stage, c, a, x >> 32) if cont else exit_day(stage, c, a, (x >> 32) * 2.0**-32)
+        day = entered + d
         if day > end_off:
             return c, day, OUT_OPEN, visits
         L = int(stage.cell_off[c + 1] - stage.cell_off[c])
         row = int(stage.day_bin[stage.cell_off[c] + d]) if d < L else int(stage.tail_bin[c])
-        k = pick_nested(stage.bin_p[row], c % S, x & 0xFFFFFFFF)
+        if mix is None:
+            k = pick_nested(stage.bin_p[row], c % S, x & 0xFFFFFFFF)
+        else:
+            q = int(mix[3][day])
+            r = min(c % S, len(mix[1]) - 1)
+            k = pick_nested_mixed(stage.bin_p[row], c % S, x & 0xFFFFFFFF, mix[0], float(mix[1][r][q]),
+                                  float(mix[2][r][q]))
+            if k < 0:  # thinned: the same spell goes on
+                a = d + 1
+                cont = True
+                if visits >= kernels.MAX_STEPS:
+                    return c, day, OUT_OPEN, visits
+                continue
         if k == S:
             return c, day, OUT_WON, visits
         if k == S + 1:
             return c, day, OUT_LOST, visits
         c = base + k
         a = 0
+        cont = False
+        entered = day
         if visits >= kernels.MAX_STEPS:
             return c, day, OUT_OPEN, visits
 
@@ -186,7 +259,7 @@ class _Acc:
 
 
 def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, arrivals=None,
-             day_weekday=None, day_moq=None, amount_multiplier_new=1.0) -> dict:  # fmt: skip
+             day_weekday=None, day_moq=None, amount_multiplier_new=1.0, effects=None) -> dict:  # fmt: skip
     """The same outputs as engine.simulate, as a dict of numpy arrays named like SimResult's fields."""
     S, G = stage.n_stages, stage.n_groups
     P = len(period_start) - 1
@@ -199,6 +272,14 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
     base_gamma = int(rng.domain_key(seed, rng.DOMAIN_GAMMA))
     base_count = int(rng.domain_key(seed, rng.DOMAIN_COUNT))
     base_new = int(rng.domain_key(seed, rng.DOMAIN_NEW))
+    base_frailty = int(rng.domain_key(seed, rng.DOMAIN_FRAILTY))
+    mixed = effects is not None and effects.active
+    if mixed:  # the dominating tables, and per month and shock level the factors as the model defines them
+        R = effects.max_rate
+        stage = dominating_tables(stage, R) if effects.calendar else stage
+        levels = frailty_multipliers(effects)
+        lost_m = np.exp(np.asarray(effects.lost_shift, np.float64))[:, :, None] * levels[None, None, :]
+        moq = day_moq if effects.calendar else np.zeros(end_off + 1, np.int64)
     nb = kernels.n_deal_blocks(n)
     blocks = [range((b * n) // nb, ((b + 1) * n) // nb) for b in range(nb)]
 
@@ -224,13 +305,17 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
         for t in range(n_trials):
             accs = []
             tkey = trial_key(base_open, t)
+            mix = None
+            if mixed:
+                z = ((draw(trial_key(base_frailty, t), 0) >> 32) * len(levels)) >> 32
+                mix = (R, effects.exit_rate, lost_m[:, :, z], moq)
             for blk in blocks:
                 acc = _Acc(P, G, S)
                 for i in blk:
                     a = int(deals.age[i])
                     entered = int(start[i]) - a  # the deal is in its cell from day start, aged a
                     key = stream_key(tkey, sid[i])
-                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, entered, key, 0, end_off)
+                    cell, day, outcome, visits = walk(stage, int(deals.cell[i]), a, entered, key, 0, end_off, mix)
                     deal_trials += 1
                     deal_steps += visits
                     amount = float(deals.amount[i])
@@ -274,7 +359,7 @@ def simulate(stage, deals, *, n_trials, seed, start_off, end_off, period_start, 
                             x = draw(key, 0)
                             s = pick(arrivals.entry_p[g], x >> 32)
                             amount = float(pool[((x & 0xFFFFFFFF) * len(pool)) >> 32]) * amount_multiplier_new
-                            cell, dday, outcome, visits = walk(stage, g * S + s, 0, day, key, 1, end_off)
+                            cell, dday, outcome, visits = walk(stage, g * S + s, 0, day, key, 1, end_off, mix)
                             deal_trials += 1
                             deal_steps += visits
                             new.book(outcome, cell, dday, amount, g, S, start_off, period_start)

@@ -193,8 +193,8 @@ def test_backtest_cli_outputs_and_json(runner, tmp_path):
     out = json.loads(res.stdout)
     assert out == json.loads((tmp_path / "backtest.json").read_text())
     assert out["cutoffs"] == 4 and out["window"] == "month" and out["target"] == "revenue"
-    methods = ["forecaster", "forecaster_no_new_deals", "forecaster_no_age", "weighted_pipeline",
-               "weighted_pipeline_all", "seasonal_naive", "run_rate", "ets"]  # the sample has no CRM probabilities
+    methods = ["forecaster", "forecaster_no_calendar", "forecaster_no_shock", "forecaster_no_new_deals",
+               "forecaster_no_age", "weighted_pipeline", "weighted_pipeline_all", "seasonal_naive", "run_rate", "ets"]  # the sample has no CRM probabilities
     for block in (out, out["won_deals"]):
         assert list(block["methods"]) == methods
         for m in block["methods"].values():
@@ -301,12 +301,12 @@ def _pits(summary: dict, target: str) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 12: the model has no calendar effects or shared shocks yet, so its "
-                                       "intervals are too narrow where the data has them")
 def test_calibration_in_the_realistic_world(tmp_path):
-    """The same claim on a world with an end-of-quarter push, quarterly shocks, drift and a CRM adopted
-    mid-history (synth.effects.realistic). Expected to fail until the model has those effects; strict, so
-    the day it passes this test fails and the claim gets promoted."""
+    """A world with an end-of-quarter push, quarterly shocks, drift and a CRM adopted mid-history
+    (synth.effects.realistic), seed 1, 29 monthly windows: the P10-P90 coverage of revenue and of won deals
+    lies in the binomial band of probability 1 - 0.05 / 2, and the calendar effects and the shared shock each
+    lower the CRPS of won deals (the ablations forecaster_no_calendar, forecaster_no_shock on the same
+    cutoffs and draws). On more seeds the won-deal intervals are still too narrow (next test)."""
     from forecaster.analysis.scores import _binomial_band
     from forecaster.synth import realistic
 
@@ -315,3 +315,26 @@ def test_calibration_in_the_realistic_world(tmp_path):
         f = block["methods"]["forecaster"]
         lo, hi = _binomial_band(f["cutoffs"], 0.8, 1 - 0.05 / 2)
         assert lo <= round(f["coverage_80"] * f["cutoffs"]) <= hi
+    m = summary["won_deals"]["methods"]
+    assert m["forecaster"]["crps"] < m["forecaster_no_calendar"]["crps"]
+    assert m["forecaster"]["crps"] < m["forecaster_no_shock"]["crps"]
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 12 left: on the realistic world the won-deal P10-P90 intervals are "
+                                       "still too narrow on some seeds (docs/backtests.md: 52-59% on seeds 11-13); "
+                                       "the quarter-end push lands in the last 10 days, which the model spreads "
+                                       "over month 3, and held deals are not told apart from the rest")
+def test_calibration_in_the_realistic_world_on_three_seeds(tmp_path):
+    """The plain world's claim (test_calibration_on_generated_data_over_many_cutoffs_and_seeds) on the
+    realistic world: every seed's coverage in its Bonferroni band. Strict: the day it passes, it fails and the
+    claim gets promoted."""
+    from forecaster.analysis.scores import _binomial_band
+    from forecaster.synth import realistic
+
+    for seed in SEEDS:
+        summary = _generated_backtest(tmp_path / f"s{seed}", seed, realistic(dt.date(2022, 1, 1)))
+        for block in (summary, summary["won_deals"]):
+            f = block["methods"]["forecaster"]
+            lo, hi = _binomial_band(f["cutoffs"], 0.8, 1 - 0.05 / CHECKS)
+            assert lo <= round(f["coverage_80"] * f["cutoffs"]) <= hi, (seed, f["coverage_80"])

@@ -101,7 +101,7 @@ def test_the_sample_report_is_byte_identical_for_a_fixed_seed_but_one_line(runne
     assert all(GENERATED_PREFIX in x for x in differ) and len(differ) <= 1
     assert [x for x in a if GENERATED_PREFIX in x] and section_ids(pages[0]) == [
         "headline", "distribution", "fan", "breakdowns", "deals", "funnel", "provenance"]
-    assert f"forecaster report {SAMPLE} --as-of 2025-07-01 --start 2025-07-01 --end 2025-09-28 --trials 400 " \
+    assert f"forecaster report {SAMPLE} --as-of 2025-07-01 --start 2025-07-01 --end 2025-09-30 --trials 400 " \
            f"--seed 3 -o {out}" in pages[0]
 
 
@@ -217,7 +217,7 @@ def test_terminal_output_fixes(runner, crm):
     assert rows[:3] == ["revenue", "of", "won"]  # the new deals' revenue sits under revenue
     assert "forecaster report CONFIG -o report.html" in "\n".join(demo)
     plan = runner.invoke(main, ["plan", str(SAMPLE), "--target", "5000000", "--trials", "100"])
-    assert plan.exit_code == 0 and "Plan as of 2025-07-01 for the window 2025-07-01 .. 2025-09-28" in plan.stdout
+    assert plan.exit_code == 0 and "Plan as of 2025-07-01 for the window 2025-07-01 .. 2025-09-30" in plan.stdout
     cmp = runner.invoke(main, ["compare", str(SCENARIOS), "--trials", "50"])
     assert "mean diff [95% CI]" in cmp.stdout and "its 95% interval is for that mean" in cmp.stdout
     deals = ("deal_id,created_at,amount,status,closed_at,product\n" + "".join(

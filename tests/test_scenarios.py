@@ -68,7 +68,7 @@ def test_scenario_config_errors(runner, tmp_path, text, expected):
     ("  - {name: a, new_deals: {rate: {Enterprize: 2}}}\n", "unknown segment value 'Enterprize' (did you mean 'Enterprise'?)"),
     ("  - {name: a, filter: {segment: {region: EMEA}}}\n", "'region' is not a segment column; segment_by: product"),
     ("  - {name: a, campaign: [{date: 2026-01-05, deals: 5, stage: demo}]}\n",
-     "campaign[0]: dates 2026-01-05 .. 2026-01-05 are outside the forecast window 2025-07-01 .. 2025-09-28"),
+     "campaign[0]: dates 2026-01-05 .. 2026-01-05 are outside the forecast window 2025-07-01 .. 2025-09-30"),
 ])
 def test_scenario_errors_against_model_and_window(runner, tmp_path, text, expected):
     res = runner.invoke(main, ["compare", str(with_scenarios(tmp_path, text)), "--trials", "50"])

@@ -62,10 +62,12 @@ def test_day_bins_hold_enough_exits():
     assert bins.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]  # the short last bin merged into the one before
 
 
-def test_tail_window_covers_the_last_quarter_of_exits():
-    exits = np.array([40, 30, 20, 5, 3, 2], float)  # 100 exits; last 25 from day 2 (20 + 5 + 3 + 2 = 30)
-    assert tail_start(exits, 10) == 2
+def test_tail_window_covers_the_last_min_exits_exits():
+    exits = np.array([40, 30, 20, 5, 3, 2], float)  # 100 exits; the last 10 from day 3 (5 + 3 + 2)
+    assert tail_start(exits, 10) == 3
+    assert tail_start(exits, 11) == 2  # 20 + 5 + 3 + 2 = 30 >= 11
     assert tail_start(exits, 100) == 0
+    assert tail_start(exits, 10, share=0.25) == 2  # at least the last quarter: 25 -> from day 2
 
 
 def test_dirichlet_precision_detects_real_differences():

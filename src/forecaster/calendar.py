@@ -55,15 +55,24 @@ def month_start(month: int) -> dt.date:
     return dt.date(1970 + int(month) // 12, int(month) % 12 + 1, 1)
 
 
-def month_of_quarter(days: np.ndarray) -> np.ndarray:
-    """int64 month of the calendar quarter of day numbers: 0, 1 or 2."""
-    return (month_number(days) % 3).astype(np.int64)
+def month_of_quarter(days: np.ndarray, fiscal_year_start: int = 1) -> np.ndarray:
+    """int64 month of the (fiscal) quarter of day numbers: 0, 1 or 2. ``fiscal_year_start``: the month
+    (1-12) the fiscal year begins in; quarters start every three months from it (1: calendar quarters)."""
+    return ((month_number(days) - (fiscal_year_start - 1)) % 3).astype(np.int64)
 
 
-def calendar_days(as_of_day: int, end_off: int) -> tuple[np.ndarray, np.ndarray]:
-    """(weekday, month of quarter) int32 [end_off + 1] of the day offsets 0 .. end_off from ``as_of_day``."""
+def quarter_bounds(d: dt.date, fiscal_year_start: int = 1) -> tuple[dt.date, dt.date]:
+    """First and last day of the (fiscal) quarter containing d."""
+    months_in = (d.month - fiscal_year_start) % 3
+    first = add_months(dt.date(d.year, d.month, 1), -months_in)
+    return first, add_months(first, 3) - dt.timedelta(days=1)
+
+
+def calendar_days(as_of_day: int, end_off: int, fiscal_year_start: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(weekday, month of the fiscal quarter) int32 [end_off + 1] of the day offsets 0 .. end_off from
+    ``as_of_day``."""
     days = np.arange(as_of_day, as_of_day + end_off + 1, dtype=np.int64)
-    return weekday(days).astype(np.int32), month_of_quarter(days).astype(np.int32)
+    return weekday(days).astype(np.int32), month_of_quarter(days, fiscal_year_start).astype(np.int32)
 
 
 def add_months(d: dt.date, months: int) -> dt.date:
@@ -92,8 +101,8 @@ def window_end(d: dt.date, window: str) -> dt.date | None:
     return None
 
 
-def period_bounds(start: dt.date, end: dt.date, period: str) -> list[tuple[dt.date, dt.date]]:
-    """Calendar periods (weeks from Monday, months, quarters) cut to the window [start, end]."""
+def period_bounds(start: dt.date, end: dt.date, period: str, fiscal_year_start: int = 1) -> list[tuple[dt.date, dt.date]]:
+    """Calendar periods (weeks from Monday, months, fiscal quarters) cut to the window [start, end]."""
     out = []
     cur = start
     while cur <= end:
@@ -102,8 +111,7 @@ def period_bounds(start: dt.date, end: dt.date, period: str) -> list[tuple[dt.da
         elif period == "month":
             nxt = dt.date(cur.year + cur.month // 12, cur.month % 12 + 1, 1)
         elif period == "quarter":
-            q_end_month = (cur.month - 1) // 3 * 3 + 3
-            nxt = dt.date(cur.year + q_end_month // 12, q_end_month % 12 + 1, 1)
+            nxt = quarter_bounds(cur, fiscal_year_start)[1] + dt.timedelta(days=1)
         else:
             raise ValueError(f"unknown period {period!r}")
         last = min(nxt - dt.timedelta(days=1), end)

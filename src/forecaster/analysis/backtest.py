@@ -5,6 +5,8 @@ dated on or after D is seen), a forecast of the window [D, last], and the actual
 deals with a close date in the window, read from the same export. Methods scored the same way:
 
 - ``forecaster``: the full model (parameter uncertainty as configured);
+- ``forecaster_no_calendar`` / ``forecaster_no_shock``: without the month-of-quarter shifts / the shared
+  shock (model.shocks);
 - ``forecaster_no_new_deals``: open pipeline only; ``forecaster_no_age``: every open deal as if it had
   just entered its stage (no age conditioning) - so the value of each modelling choice is visible;
 - the baselines a revenue team would otherwise use (analysis.baselines): ``weighted_pipeline``,
@@ -30,7 +32,7 @@ import numpy as np
 from forecaster.analysis import baselines, scores
 from forecaster.analysis.actuals import actuals
 from forecaster.analysis.backtest_summary import rows_table, summarize_backtest
-from forecaster.analysis.forecast import Base, prepare, simulate_base, simulate_forecast
+from forecaster.analysis.forecast import Base, base_effects, prepare, simulate_base, simulate_forecast
 from forecaster.calendar import step, to_date, to_day, window_end
 from forecaster.config import Config
 from forecaster.crm import WON, CRMData, load
@@ -102,6 +104,12 @@ def _forecaster_rows(d: dt.date, base: Base, y_rev: float, y_won: int) -> tuple[
             "forecaster_no_new_deals": simulate_base(base, arrivals=None),
             "forecaster_no_age": simulate_base(base, deals=dataclasses.replace(
                 base.deals, age=np.zeros_like(base.deals.age)))}
+    effects = base_effects(base)
+    for method, off in (("forecaster_no_calendar", effects.without(calendar=True)),
+                        ("forecaster_no_shock", effects.without(frailty=True))):
+        # Without the component the forecast is the plain one when the model fitted none of it.
+        same = off.same_as(effects) and not base.config.forecast.parameter_uncertainty
+        sims[method] = sims["forecaster"] if same else simulate_base(base, effects=off)
     rows = []
     for method, sim in sims.items():
         rows.append(_score_rows(d, method, "revenue", sim.revenue, None, y_rev))

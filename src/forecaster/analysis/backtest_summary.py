@@ -14,8 +14,8 @@ from forecaster.analysis.deal_scores import deal_scores
 from forecaster.analysis.summary import with_currency
 
 # The order methods are listed in (backtest.json, tables); a method with no scored cutoff is left out.
-METHODS = ("forecaster", "forecaster_no_new_deals", "forecaster_no_age", "weighted_pipeline",
-           "weighted_pipeline_all", "crm_forecast", "crm_commit", "crm_best_case", "seasonal_naive", "run_rate",
+METHODS = ("forecaster", "forecaster_no_calendar", "forecaster_no_shock", "forecaster_no_new_deals", "forecaster_no_age",
+           "weighted_pipeline", "weighted_pipeline_all", "crm_forecast", "crm_commit", "crm_best_case", "seasonal_naive", "run_rate",
            "ets")
 DEAL_METHODS = ("forecaster", "stage_win_rate", "crm_probability")
 TARGETS = ("revenue", "won_deals")

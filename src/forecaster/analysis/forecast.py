@@ -7,6 +7,7 @@ tables (analysis.levers) and run on the same streams. ``run_forecast`` is the li
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field, replace
@@ -17,11 +18,11 @@ import numpy as np
 
 from forecaster.analysis.rollups import rollups
 from forecaster.analysis.summary import summarize_base
-from forecaster.calendar import calendar_days, period_bounds, to_date
-from forecaster.config import DEFAULT_WINDOW_DAYS, Config
+from forecaster.calendar import calendar_days, period_bounds, quarter_bounds, to_date
+from forecaster.config import Config
 from forecaster.crm import CRMData, Snapshot, load, resample, snapshot
 from forecaster.errors import ConfigError, ModelError
-from forecaster.model import ArrivalTables, OpenDeals, PipelineModel, StageTables, apply_stale, fit
+from forecaster.model import ArrivalTables, MixEffects, OpenDeals, PipelineModel, StageTables, apply_stale, fit
 from forecaster.sim import SimResult, merge_results, open_deals
 from forecaster.sim.engines import LOCAL, Engine, SimSpec, trial_blocks
 
@@ -46,10 +47,11 @@ class Forecast:
 
 
 def resolve_window(config: Config, as_of: dt.date) -> tuple[dt.date, dt.date]:
-    """The forecast window [start, end] (inclusive): the config's, or as_of + 90 days."""
+    """The forecast window [start, end] (inclusive): the config's, or the rest of the fiscal quarter that
+    contains the start (as_of by default: a revenue team forecasts the quarter)."""
     fc = config.forecast
     start = fc.start or as_of
-    end = fc.end or (start + dt.timedelta(days=DEFAULT_WINDOW_DAYS - 1))
+    end = fc.end or quarter_bounds(start, config.calendar.fiscal_year_start)[1]
     if start < as_of:
         raise ConfigError(f"forecast window starts {start}, before as_of {as_of}: the past is not forecast")
     if end < start:
@@ -125,29 +127,49 @@ def prepare(config: Config, *, model_dir: Path | None = None, full: CRMData | No
     config = config.with_forecast(start=start, end=end)
     t_loaded = time.perf_counter()
     if model is None:
-        model = fit(snap, config)
+        window_days = (end - as_of).days + 1
+        drift: dict | None = None
+        if config.fit.half_life_days == "auto":
+            from forecaster.analysis.drift import choose_half_life
+
+            chosen, drift = choose_half_life(full, config, as_of, window_days)
+            config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, half_life_days=chosen))
+        model = fit(snap, config, window_days=window_days)
+        if drift is not None:
+            model.meta["half_life_auto"] = {"chosen": config.fit.half_life_days or "off", **drift}
     t_fitted = time.perf_counter()
 
     open_idx, deals = open_deals(snap, model)
     start_off, end_off = (start - as_of).days, (end - as_of).days
-    periods = period_bounds(start, end, config.forecast.period)
+    fiscal = config.calendar.fiscal_year_start
+    periods = period_bounds(start, end, config.forecast.period, fiscal)
     period_start = np.array([(a - as_of).days for a, _ in periods] + [end_off + 1], np.int32)
-    weekday, moq = calendar_days(snap.as_of, end_off)
+    weekday, moq = calendar_days(snap.as_of, end_off, fiscal)
     return Base(config, snap, model, start, end, periods, period_start, start_off, end_off, open_idx, deals,
                 model_tables(model, config), weekday, moq,
                 {"load_s": t_loaded - t_start, "fit_s": t_fitted - t_loaded})
 
 
+def base_effects(base: Base) -> MixEffects:
+    """The model's calendar shifts and shared shock, less what the config switches off (fit.calendar_effects,
+    fit.shared_shocks)."""
+    fc = base.config.fit
+    return base.model.effects.without(calendar=not fc.calendar_effects, frailty=not fc.shared_shocks)
+
+
 def base_spec(base: Base, *, stage: StageTables | None = None, deals: OpenDeals | None = None,
               arrivals: ArrivalTables | None | bool = True, amount_multiplier_new: float = 1.0,
-              n_trials: int | None = None, seed: int | None = None) -> SimSpec:
-    """The kernel run on the base's inputs, or on changed tables (scenarios); same seed, same streams."""
+              n_trials: int | None = None, seed: int | None = None, effects: MixEffects | None | bool = True
+              ) -> SimSpec:
+    """The kernel run on the base's inputs, or on changed tables (scenarios); same seed, same streams.
+    ``effects``: True for the base's (``base_effects``), None for none, or others (ablations)."""
     return SimSpec(stage if stage is not None else base.stage, deals if deals is not None else base.deals,
                    n_trials=n_trials or base.config.forecast.trials,
                    seed=base.config.forecast.seed if seed is None else seed,
                    start_off=base.start_off, end_off=base.end_off, period_start=base.period_start,
                    arrivals=base.arrivals if arrivals is True else (arrivals or None),
-                   day_weekday=base.weekday, day_moq=base.moq, amount_multiplier_new=amount_multiplier_new)
+                   day_weekday=base.weekday, day_moq=base.moq, amount_multiplier_new=amount_multiplier_new,
+                   effects=base_effects(base) if effects is True else (effects or None))
 
 
 def simulate_base(base: Base, *, progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL,
@@ -175,13 +197,28 @@ def resample_indices(base: Base, block: int) -> np.ndarray:
     return rng.integers(0, base.data.n_deals, base.data.n_deals)
 
 
+def posterior_arrivals(base: Base, block: int) -> ArrivalTables:
+    """The fitted arrivals with each group's rate times a draw of its posterior multiplier Gamma(n, 1/n)
+    for n deals seen (block ``block``'s own stream)."""
+    a = base.model.arrivals
+    n = a.rate * max(int(base.model.meta.get("arrival_window", {}).get("days", 1)), 1)
+    rng = np.random.default_rng([base.config.forecast.seed, 0xA771, block])
+    mult = np.where(n > 0, rng.gamma(np.maximum(n, 1e-9), 1.0 / np.maximum(n, 1e-9)), 1.0)
+    return ArrivalTables(a.rate * mult, a.weekday_factor, a.moq_factor, a.gamma_shape, a.entry_p, a.amount_pool,
+                         a.amount_off).check()
+
+
 def bootstrap_tables(base: Base, block: int) -> tuple[StageTables, ArrivalTables | None]:
-    """The stage tables and arrivals of the model refitted to block ``block``'s resample, fitted once per
-    process and kept on the base (report_by reruns the same blocks for each group's deals)."""
+    """Block ``block``'s stage tables, refitted to its bootstrap resample of the deals known at as-of, and
+    its arrivals, drawn from their posterior (a resample of deals would put copies on the same days and
+    invent overdispersion); made once per process and kept on the base (report_by reruns the same blocks
+    for each group's deals)."""
     if block not in base.refits:
         cfg = base.config
-        model = fit(resample(base.data, resample_indices(base, block)), cfg, base.model.groups)
-        base.refits[block] = (model_tables(model, cfg), model.arrivals if cfg.forecast.new_deals else None)
+        model = fit(resample(base.data, resample_indices(base, block)), cfg, base.model.groups,
+                    window_days=base.end_off + 1)
+        base.refits[block] = (model_tables(model, cfg), posterior_arrivals(base, block) if cfg.forecast.new_deals
+                              else None)
     return base.refits[block]
 
 

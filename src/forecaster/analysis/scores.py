@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from forecaster.numeric import upper_gamma_q
+
 __all__ = [
     "crps_sample", "crps_point", "pinball", "pit", "quantiles", "wilson", "coverage", "chi2_sf",
     "pit_histogram", "wape", "mape", "bias", "skill", "VERDICTS",
@@ -185,52 +187,13 @@ def coverage(lo: np.ndarray, hi: np.ndarray, y: np.ndarray, nominal: float) -> d
             "consistent": bool(lo95 <= nominal <= hi95)}
 
 
-def _upper_gamma_q(a: float, x: float) -> float:
-    """Regularised upper incomplete gamma Q(a, x) = Gamma(a, x) / Gamma(a), a > 0, x >= 0.
-
-    Series for P = 1 - Q when x < a + 1, Lentz's continued fraction for Q otherwise (each converges
-    fast on its side; Numerical Recipes 6.2). Relative accuracy ~1e-14.
-    """
-    if x <= 0.0:
-        return 1.0
-    eps, tiny = 1e-16, 1e-300
-    max_iter = 10_000 + int(10 * math.sqrt(a))
-    log_front = -x + a * math.log(x) - math.lgamma(a)
-    if x < a + 1.0:
-        ap, term = a, 1.0 / a
-        total = term
-        for _ in range(max_iter):
-            ap += 1.0
-            term *= x / ap
-            total += term
-            if abs(term) < abs(total) * eps:
-                return max(0.0, 1.0 - total * math.exp(log_front))
-    else:
-        b = x + 1.0 - a
-        c, d = 1.0 / tiny, 1.0 / b
-        h = d
-        for i in range(1, max_iter):
-            an = -i * (i - a)
-            b += 2.0
-            d = an * d + b
-            d = tiny if abs(d) < tiny else d
-            c = b + an / c
-            c = tiny if abs(c) < tiny else c
-            d = 1.0 / d
-            delta = d * c
-            h *= delta
-            if abs(delta - 1.0) < eps:
-                return min(1.0, math.exp(log_front) * h)
-    raise ArithmeticError(f"incomplete gamma did not converge for a={a}, x={x}")
-
-
 def chi2_sf(x: float, df: float) -> float:
     """Survival function of the chi-square distribution: P(X >= x) = Q(df/2, x/2), df > 0."""
     if not df > 0:
         raise ValueError(f"df must be positive, got {df}")
     if math.isnan(x):
         raise ValueError("x is NaN")
-    return _upper_gamma_q(df / 2.0, max(float(x), 0.0) / 2.0)
+    return upper_gamma_q(df / 2.0, max(float(x), 0.0) / 2.0)
 
 
 def _binomial_band(n: int, p: float, level: float = 0.95) -> tuple[int, int]:

@@ -67,7 +67,7 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (same seed, same output).")
 @as_of_option
 @click.option("--start", type=DATE, default=None, help="First day of the forecast window (default: as-of).")
-@click.option("--end", type=DATE, default=None, help="Last day of the window, inclusive (default: start + 89 days).")
+@click.option("--end", type=DATE, default=None, help="Last day of the window, inclusive (default: the end of the fiscal quarter of the start).")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Reuse a model written by `forecaster fit` instead of fitting again.")
 @format_option

@@ -19,7 +19,6 @@ from forecaster.config.engine import EngineConfig, parse_engine
 from forecaster.config.reader import Loader, Reader, kind
 from forecaster.errors import ConfigError, Problems, suggest
 
-DEFAULT_WINDOW_DAYS = 90
 PIPELINE_ATTR = "pipeline"  # the attribute (segment and reporting group) that holds a deal's pipeline
 
 
@@ -42,6 +41,17 @@ class FitConfig:
     stale_after_days: int | None = None
     prior_strength: float | None = None  # None: fitted from the data (empirical Bayes)
     min_bin_exits: int = 20
+    half_life_days: int | str | None = None  # recency weighting of spells: days, "auto" or None (off)
+    calendar_effects: bool = True  # month-of-quarter shifts of the outcome odds (model.shocks)
+    shared_shocks: bool = True  # the per-trial multiplier of the odds of losing (model.shocks)
+
+
+@dataclass(frozen=True)
+class CalendarConfig:
+    """The business calendar: the month (1-12) the fiscal year starts in; quarters, months of the
+    quarter and the default forecast window (the rest of the fiscal quarter) follow it."""
+
+    fiscal_year_start: int = 1
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class Config:
     forecast: ForecastConfig = field(default_factory=ForecastConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    calendar: CalendarConfig = field(default_factory=CalendarConfig)
     scenarios: tuple[Mapping[str, Any], ...] = ()
     path: Path | None = None
     sha256: str = ""
@@ -115,7 +126,7 @@ class Config:
             data["currency"].pop("rates_file", None)
         return {"stages": list(self.stages), "won": self.won, "lost": self.lost,
                 "segment_by": list(self.segment_by), "pipelines": plain(self.pipelines),
-                "fit": plain(self.fit), "data": data}
+                "fit": plain(self.fit), "calendar": plain(self.calendar), "data": data}
 
 
 def plain(v: Any) -> Any:
@@ -138,7 +149,7 @@ def identity_sha256(identity: dict[str, Any]) -> str:
 
 
 TOP_KEYS = ("data", "stages", "won", "lost", "segment_by", "report_by", "pipelines", "forecast", "fit", "engine",
-            "scenarios")
+            "calendar", "scenarios")
 FORECAST_KEYS = tuple(f.name for f in dataclasses.fields(ForecastConfig))
 FIT_KEYS = tuple(f.name for f in dataclasses.fields(FitConfig))
 
@@ -203,7 +214,33 @@ def _parse_fit(r: Reader, raw: Any) -> FitConfig:
             r.add("fit.prior_strength", f"must be >= 0, got {v}")
         elif v is not None:
             out["prior_strength"] = float(v)
+    hl = f.get("half_life_days")
+    if hl is not None and hl != "off":
+        if hl == "auto":
+            out["half_life_days"] = "auto"
+        else:
+            v = r.typed(hl, "fit.half_life_days", (int,), "a whole number of days, 'auto' or 'off'")
+            if v is not None and v < 7:
+                r.add("fit.half_life_days", f"must be >= 7 days, got {v}")
+            elif v is not None:
+                out["half_life_days"] = v
+    for k in ("calendar_effects", "shared_shocks"):
+        if k in f:
+            v = r.typed(f[k], f"fit.{k}", (bool,), "true or false")
+            if v is not None:
+                out[k] = v
     return FitConfig(**out)
+
+
+def _parse_calendar(r: Reader, raw: Any) -> CalendarConfig:
+    c = r.section(raw, "calendar", ("fiscal_year_start",))
+    if c.get("fiscal_year_start") is None:
+        return CalendarConfig()
+    v = r.typed(c["fiscal_year_start"], "calendar.fiscal_year_start", (int,), "a month number 1-12")
+    if v is not None and not 1 <= v <= 12:
+        r.add("calendar.fiscal_year_start", f"expected a month number 1-12, got {v}")
+        return CalendarConfig()
+    return CalendarConfig(v) if v is not None else CalendarConfig()
 
 
 def _parse_scenarios(r: Reader, raw: Any) -> tuple[Mapping[str, Any], ...]:
@@ -309,11 +346,12 @@ def parse_config(raw: Any, base_dir: Path, path: Path | None = None, text: str =
     forecast = _parse_forecast(r, top.get("forecast"))
     fit = _parse_fit(r, top.get("fit"))
     engine = parse_engine(r, top.get("engine"))
+    calendar = _parse_calendar(r, top.get("calendar"))
     scenarios = _parse_scenarios(r, top.get("scenarios"))
     p.raise_if_any()
     assert data is not None
     return Config(data=data, stages=stages, won=won, lost=lost, segment_by=segment_by, report_by=report_by,
-                  pipelines=pipelines, forecast=forecast, fit=fit, engine=engine, scenarios=scenarios, path=path,
+                  pipelines=pipelines, forecast=forecast, fit=fit, engine=engine, calendar=calendar, scenarios=scenarios, path=path,
                   sha256=hashlib.sha256(text.encode()).hexdigest())
 
 

@@ -7,6 +7,7 @@ for ``columns``, the status rule and date parsing there; the keys given here ove
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ class DataConfig:
     recode: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     join: tuple[JoinSpec, ...] = ()
     drop_missing_created: bool = False
+    observed_from: dt.date | None = None  # None: detected from the data (crm.snapshot.observation_start)
 
     def column(self, canonical: str) -> str:
         """The CRM's name for a canonical column (history columns default to their deals namesakes)."""
@@ -119,8 +121,9 @@ def parse_data(r: Reader, raw: Any) -> DataConfig | None:
     if deals is None:
         _parse_rest(r, d)
         return None
+    observed_from = r.date(d.get("observed_from"), "data.observed_from")
     return DataConfig(deals=deals, stage_history=history, format=fmt, columns=columns, drop_missing_created=bool(drop),
-                      **_parse_rest(r, d))
+                      observed_from=observed_from, **_parse_rest(r, d))
 
 
 def _parse_rest(r: Reader, d: dict[str, Any]) -> dict[str, Any]:

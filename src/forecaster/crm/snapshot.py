@@ -24,9 +24,11 @@ from forecaster.errors import DataError
 
 @dataclass(frozen=True)
 class Spells:
-    """Stays in open stages as of D, one per open-stage history row. ``deal``, ``stage``, ``entered`` (day), ``dur``:
-    exit day since entry (exited) or age at D (censored, >= 1); ``dest``: destination (open stage index,
-    S = won, S + 1 = lost; -1 when censored); ``exited`` bool."""
+    """Stays in open stages as of D, one per open-stage history row seen. ``deal``, ``stage``, ``entered``
+    (day), ``dur``: exit day since entry (exited) or age at D (censored, >= 1); ``dest``: destination (open
+    stage index, S = won, S + 1 = lost; -1 when censored); ``exited`` bool; ``entry_age``: the age at which
+    the spell came under observation (0, or ``observed_from - entered`` for a spell that began before the
+    CRM recorded closes: left truncation). Spells that ended before observation began are left out."""
 
     deal: np.ndarray
     stage: np.ndarray
@@ -34,6 +36,7 @@ class Spells:
     dur: np.ndarray
     dest: np.ndarray
     exited: np.ndarray
+    entry_age: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -41,10 +44,12 @@ class Snapshot(CRMData):
     """The export as known before day ``as_of`` (see the module docstring). Per deal: ``stage_now`` int16
     (the stage of its last row), ``entered_now`` int32 (that row's day), ``entry_stage`` int64 (its first
     row's stage); ``spells`` one per history row; ``export``: what the whole export holds (files, counts,
-    its first and last day; none of its rows)."""
+    its first and last day; none of its rows); ``observed_from``: the first day whose closes the export
+    records, when that is later than its first deals (a CRM adopted mid-history), else None."""
 
     as_of: int
     export: ExportInfo
+    observed_from: int | None
     stage_now: np.ndarray
     entered_now: np.ndarray
     entry_stage: np.ndarray
@@ -61,10 +66,11 @@ class Snapshot(CRMData):
 
 
 def stage_spells(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.ndarray, status: np.ndarray,
-                 closed: np.ndarray, n_stages: int, as_of: int) -> Spells:
+                 closed: np.ndarray, n_stages: int, as_of: int, observed_from: int | None = None) -> Spells:
     """Each open-stage row opens a spell; it ends at the deal's next row (another stage, or a closing it was
-    later reopened from), at its closing, or is censored. (Written to hold few temporaries: a million
-    deal-level deals are a million spells.)"""
+    later reopened from), at its closing, or is censored. With ``observed_from``, spells are seen from that
+    day on (delayed entry) and those that ended before it are dropped. (Written to hold few temporaries: a
+    million deal-level deals are a million spells.)"""
     d, m = h_deal, len(h_deal)
     has_next = np.zeros(m, bool)
     has_next[:-1] = d[1:] == d[:-1]
@@ -78,14 +84,20 @@ def stage_spells(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.ndarray,
     dest[nxt] = h_stage[nxt + 1]
     exited = has_next | closes
     dur = exit_day.astype(np.int64) - h_entered
-    op = h_stage < n_stages
+    keep = h_stage < n_stages
     s, e = h_stage.astype(np.int64), h_entered.astype(np.int64)
-    if op.all():
-        return Spells(d, s, e, dur, dest, exited)
-    return Spells(d[op], s[op], e[op], dur[op], dest[op], exited[op])
+    entry_age = np.zeros(m, np.int64)
+    if observed_from is not None:
+        entry_age = np.maximum(observed_from - e, 0)
+        # Seen at all: it was still there on observed_from (an exit on that day counts; a censored spell's
+        # last day at risk is dur - 1).
+        keep &= np.where(exited, dur, dur - 1) >= entry_age
+    if keep.all():
+        return Spells(d, s, e, dur, dest, exited, entry_age)
+    return Spells(d[keep], s[keep], e[keep], dur[keep], dest[keep], exited[keep], entry_age[keep])
 
 
-def _with_derived(data: CRMData, as_of: int, export: ExportInfo) -> Snapshot:
+def _with_derived(data: CRMData, as_of: int, export: ExportInfo, observed_from: int | None) -> Snapshot:
     """A Snapshot of arrays already cut at ``as_of``: the derived per-deal fields and spells computed."""
     n = data.n_deals
     stage_now = np.full(n, -1, np.int16)
@@ -100,14 +112,32 @@ def _with_derived(data: CRMData, as_of: int, export: ExportInfo) -> Snapshot:
         entry_stage[h[first]] = data.h_stage[first]
     fields = {f: getattr(data, f) for f in CRMData.__dataclass_fields__}
     spells = stage_spells(data.h_deal, data.h_stage, data.h_entered, data.status, data.closed, len(data.stages),
-                          as_of)
-    return Snapshot(**fields, as_of=int(as_of), export=export, stage_now=stage_now, entered_now=entered_now,
-                    entry_stage=entry_stage, spells=spells)
+                          as_of, observed_from)
+    return Snapshot(**fields, as_of=int(as_of), export=export, observed_from=observed_from, stage_now=stage_now,
+                    entered_now=entered_now, entry_stage=entry_stage, spells=spells)
 
 
 def default_as_of(data: CRMData) -> int:
     """The first day after the last recorded event (creation, stage entry, close) in the export."""
     return data.last_day() + 1
+
+
+MIN_OBSERVATION_GAP_DAYS = 7
+
+
+def observation_start(created: np.ndarray, closed: np.ndarray, status: np.ndarray) -> int | None:
+    """The first day with a recorded close, when it comes more than a median sales cycle (creation to win,
+    over the won deals; all closed deals when none is won) and at least a week after the first creation:
+    before it the CRM did not record closes (adopted mid-history, or its history imported without them).
+    None when closes are recorded from the start."""
+    done = status != OPEN
+    if not done.any():
+        return None
+    won = status == WON
+    cycle_of = won if won.any() else done
+    first_close = int(closed[done].min())
+    cycle = max(float(np.median(closed[cycle_of] - created[cycle_of])), MIN_OBSERVATION_GAP_DAYS)
+    return first_close if first_close - int(created.min()) > cycle else None
 
 
 def _reopened_closings(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.ndarray, status: np.ndarray,
@@ -125,13 +155,14 @@ def _reopened_closings(h_deal: np.ndarray, h_stage: np.ndarray, h_entered: np.nd
     return keep
 
 
-def cut(data: CRMData, as_of: int) -> Snapshot:
+def cut(data: CRMData, as_of: int, observed_from: int | None | str = "auto") -> Snapshot:
     """The export as known before day ``as_of``: nothing dated on or after it is visible.
 
     Deals created on/after as_of vanish; deals closed on/after as_of are open (or closed at a closing
     they were reopened from later); stage rows on/after as_of are dropped; the CRM's fields are those of
     the history rows before as_of. A deal with no stage row left sits in the first stage since created_at
-    (deal-level mode: always).
+    (deal-level mode: always). ``observed_from``: a day number, None (closes recorded from the start), or
+    "auto" (observation_start of what is known before as_of, with a counted warning).
     """
     keep = data.created < as_of
     new_index = np.cumsum(keep, dtype=np.int64) - 1
@@ -168,6 +199,14 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
             warnings.append(DataWarning("no_stage_rows", len(missing),
                                         f"deals with no stage row before as_of (placed in '{data.stages[0]}' "
                                         f"from created_at)"))
+    if observed_from == "auto":
+        observed_from = observation_start(data.created[keep], closed, status)
+        if observed_from is not None:
+            early = int((data.created[keep] < observed_from).sum())
+            warnings.append(DataWarning(
+                "observed_from", early,
+                f"deals created before the first recorded close {to_date(observed_from)}: history before it is "
+                f"treated as unobserved (left truncation; set data.observed_from to override)"))
     fields = None
     if data.fields is not None:
         fk = keep[data.fields.deal] & (data.fields.day < as_of)
@@ -189,7 +228,7 @@ def cut(data: CRMData, as_of: int) -> Snapshot:
         stages=data.stages, deal_level=data.deal_level, warnings=tuple(warnings), fingerprint=data.fingerprint,
         sources=data.sources,
     )
-    return _with_derived(cut_data, as_of, data.info())
+    return _with_derived(cut_data, as_of, data.info(), observed_from)
 
 
 def _set_aside(current: DealFields) -> list[DataWarning]:
@@ -229,7 +268,8 @@ def snapshot(data: CRMData, config: Config, as_of: dt.date | None = None) -> Sna
     """Cut a loaded export at ``as_of`` (or the config's forecast.as_of, or the day after the data's last
     recorded event)."""
     day, late = as_of_day(data, as_of or config.forecast.as_of)
-    out = cut(data, day)
+    observed = config.data.observed_from
+    out = cut(data, day, to_day(observed) if observed is not None else "auto")
     if out.n_deals == 0:
         raise DataError(f"{config.data.deals}: no deal was created before as_of {to_date(day)}")
     if late is not None:
@@ -257,7 +297,7 @@ def resample(snap: Snapshot, idx: np.ndarray) -> Snapshot:
         h_entered=snap.h_entered[rows], stages=snap.stages, deal_level=snap.deal_level, warnings=snap.warnings,
         fingerprint=snap.fingerprint, sources=snap.sources,
     )
-    return _with_derived(data, snap.as_of, snap.export)
+    return _with_derived(data, snap.as_of, snap.export, snap.observed_from)
 
 
 @dataclass(frozen=True)

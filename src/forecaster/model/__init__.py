@@ -8,7 +8,8 @@ analysis, report or cli.
 
 from forecaster.model.pipeline import PipelineModel, fit, group_index, group_names, model_groups, open_deal_cells
 from forecaster.model.stage import apply_stale
+from forecaster.model.mix import MixEffects
 from forecaster.model.tables import ArrivalTables, OpenDeals, StageTables
 
-__all__ = ["ArrivalTables", "OpenDeals", "PipelineModel", "StageTables", "apply_stale", "fit", "group_index",
+__all__ = ["ArrivalTables", "MixEffects", "OpenDeals", "PipelineModel", "StageTables", "apply_stale", "fit", "group_index",
            "group_names", "model_groups", "open_deal_cells"]

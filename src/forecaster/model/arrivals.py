@@ -19,10 +19,14 @@ BLOCK_DAYS = 28  # arrival overdispersion is measured on 4-week blocks (whole we
 
 
 def fit_arrivals(snap: Snapshot, deal_group: np.ndarray, n_groups: int, lookback_days: int,
-                 prior_strength: float | None) -> tuple[ArrivalTables, dict[str, Any]]:
-    """New deals per day per group over the trailing window [as_of - lookback, as_of)."""
+                 prior_strength: float | None, fiscal_year_start: int = 1,
+                 block_days: int = BLOCK_DAYS) -> tuple[ArrivalTables, dict[str, Any]]:
+    """New deals per day per group over the trailing window [as_of - lookback, as_of), not before the
+    snapshot's observation start (before it, the export holds only the deals that survived to it)."""
     n_s = len(snap.stages)
     start = max(snap.as_of - lookback_days, int(snap.created.min()))
+    if snap.observed_from is not None:
+        start = max(start, min(snap.observed_from, snap.as_of - 1))
     span = snap.as_of - start
     recent = snap.created >= start
     days = np.arange(start, snap.as_of)
@@ -31,12 +35,13 @@ def fit_arrivals(snap: Snapshot, deal_group: np.ndarray, n_groups: int, lookback
     counts = np.bincount(g, minlength=n_groups).astype(float)
     rate = counts / max(span, 1)
     overall = len(created) / max(span, 1)
-    wf, qf = _seasonality(days, created, overall, span)
-    shape, phi = _overdispersion(snap.as_of, created, span, overall, wf, qf)
+    moq = lambda d: month_of_quarter(d, fiscal_year_start)  # noqa: E731
+    wf, qf = _seasonality(days, created, overall, span, moq)
+    shape, phi = _overdispersion(snap.as_of, created, span, overall, wf, qf, moq, block_days)
     gamma_shape = np.full(n_groups, np.inf)
     if np.isfinite(shape):
         # Same dispersion phi per group: Var = mu * phi, so a group's shape scales with its volume.
-        gamma_shape = np.where(rate > 0, rate * BLOCK_DAYS / (phi - 1.0), np.inf)
+        gamma_shape = np.where(rate > 0, rate * block_days / (phi - 1.0), np.inf)
 
     # Entry stage: the first stage of each recent deal, shrunk toward the pooled entry mix.
     e_counts = np.zeros((n_groups, n_s))
@@ -67,11 +72,13 @@ def fit_arrivals(snap: Snapshot, deal_group: np.ndarray, n_groups: int, lookback
         amount_off=np.asarray(new_off, np.int64),
     )
     info = {"start": to_date(start).isoformat(), "days": int(span), "deals": int(len(created)),
-            "dispersion": phi, "overdispersed": bool(np.isfinite(shape)), "entry_prior_strength": float(entry_strength)}
+            "dispersion": phi, "dispersion_block_days": int(block_days), "overdispersed": bool(np.isfinite(shape)),
+            "entry_prior_strength": float(entry_strength)}
     return tables, info
 
 
-def _seasonality(days: np.ndarray, created: np.ndarray, overall: float, span: int) -> tuple[np.ndarray, np.ndarray]:
+def _seasonality(days: np.ndarray, created: np.ndarray, overall: float, span: int, month_of_quarter
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Weekday [7] and month-of-quarter [3] factors, pooled over groups (per-group factors would rest on few
     deals), rescaled together so that they reproduce the window's count exactly."""
     wd_days = np.bincount(weekday(days), minlength=7).astype(float)
@@ -88,18 +95,20 @@ def _seasonality(days: np.ndarray, created: np.ndarray, overall: float, span: in
 
 
 def _overdispersion(as_of: int, created: np.ndarray, span: int, overall: float, wf: np.ndarray,
-                    qf: np.ndarray) -> tuple[float, float]:
-    """(Gamma shape of the per-trial rate multiplier for 4-week counts, inf when Poisson; dispersion phi):
-    the Pearson dispersion of 4-week block counts around their seasonal expectation."""
-    n_blocks = span // BLOCK_DAYS
+                    qf: np.ndarray, month_of_quarter, block_days: int) -> tuple[float, float]:
+    """(Gamma shape of the per-trial rate multiplier for counts over ``block_days``, inf when Poisson;
+    dispersion phi): the Pearson dispersion of block counts around their seasonal expectation. Blocks as
+    long as the forecast window: a shared rate multiplier for the whole window is what the trials draw,
+    and dispersion measured on shorter blocks is too wide for a longer window."""
+    n_blocks = span // block_days
     shape = np.inf
     phi = 1.0
     if n_blocks >= 4 and len(created):
-        first = as_of - n_blocks * BLOCK_DAYS
+        first = as_of - n_blocks * block_days
         bdays = np.arange(first, as_of)
         expect_day = overall * wf[weekday(bdays)] * qf[month_of_quarter(bdays)]
-        expect = expect_day.reshape(n_blocks, BLOCK_DAYS).sum(axis=1)
-        obs = np.bincount((created[created >= first] - first) // BLOCK_DAYS, minlength=n_blocks)[:n_blocks]
+        expect = expect_day.reshape(n_blocks, block_days).sum(axis=1)
+        obs = np.bincount((created[created >= first] - first) // block_days, minlength=n_blocks)[:n_blocks]
         phi = float(((obs - expect) ** 2 / np.maximum(expect, 1e-12)).sum() / (n_blocks - 1))
         # Overdispersed when phi exceeds 1 by more than 2 standard errors of a chi-square/df.
         if phi > 1.0 + 2.0 * np.sqrt(2.0 / (n_blocks - 1)):

@@ -11,12 +11,15 @@ import numpy as np
 import pyarrow.compute as pc
 
 from forecaster._version import __version__
+from forecaster.calendar import to_date
 from forecaster.config import Config, identity_sha256
 from forecaster.crm import Snapshot
 from forecaster.errors import ModelError
 from forecaster.model import store
 from forecaster.model.arrivals import fit_arrivals
 from forecaster.model.stage import fit_stage_tables
+from forecaster.model.shocks import fit_mix_effects
+from forecaster.model.mix import MixEffects
 from forecaster.model.tables import ArrivalTables, StageTables
 
 GROUP_SEP = "\x1f"
@@ -46,6 +49,7 @@ class PipelineModel:
     prior_strength: np.ndarray
     entered: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    effects: MixEffects = field(default_factory=MixEffects.none)
 
     @property
     def n_stages(self) -> int:
@@ -87,12 +91,31 @@ def group_names(segment_by: tuple[str, ...], groups: list[tuple[str, ...]]) -> l
     return [", ".join(f"{c}={v}" for c, v in zip(segment_by, g)) for g in groups]
 
 
-def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | None = None) -> PipelineModel:
+DEFAULT_WINDOW_DAYS = 91  # a quarter, when the model is fitted for no particular window
+
+
+def window_blocks(window_days: int | None) -> int:
+    """Days of the blocks that shared variation is measured on: the window's length in whole weeks."""
+    return max(7, int(round((window_days or DEFAULT_WINDOW_DAYS) / 7)) * 7)
+
+
+def recency_weights(snap: Snapshot, half_life_days: int | None) -> np.ndarray | None:
+    """Per spell 2^(-(as_of - entered) / half_life): a spell-day on calendar day c weighs 2^(-(as_of - c) /
+    half_life), which factors into this per-spell weight and a factor of the spell's age that cancels in
+    every hazard (docs/model.md). None without a half-life."""
+    if half_life_days is None:
+        return None
+    return np.exp2(-(snap.as_of - snap.spells.entered).astype(np.float64) / float(half_life_days))
+
+
+def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | None = None,
+        window_days: int | None = None) -> PipelineModel:
     """Fit the pipeline model from a snapshot as of its date (``crm.snapshot``); returns the fitted model.
 
-    ``config``: stages, won/lost, segment_by and the fit options. ``groups``: the segment combinations to
-    fit (default: those in the data); a bootstrap resample passes the original's so that its tables line
-    up with the original's cells."""
+    ``config``: stages, won/lost, segment_by, the fit options and the business calendar. ``groups``: the
+    segment combinations to fit (default: those in the data); a bootstrap resample passes the original's so
+    that its tables line up with the original's cells. ``window_days``: the length of the forecast window
+    the model is for (shared variation is measured over periods that long; default a quarter)."""
     if not isinstance(snap, Snapshot):
         raise ModelError("fit needs a snapshot cut at an as-of date (forecaster.crm.snapshot)")
     n_s = len(snap.stages)
@@ -103,10 +126,20 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
         lookup = {g: i for i, g in enumerate(groups)}
         deal_group = np.array([lookup[g] for g in found], np.int32)[deal_group]
     opts = config.fit
+    if opts.half_life_days == "auto":
+        raise ModelError("fit.half_life_days: 'auto' is chosen by a forecast's inner backtest; fit a model with "
+                         "a number of days or off")
+    weight = recency_weights(snap, opts.half_life_days)
     stage, figures = fit_stage_tables(snap.spells, deal_group, len(groups), n_s, opts.min_bin_exits,
-                                      opts.prior_strength)
-    arrivals, arrival_info = fit_arrivals(snap, deal_group, len(groups), opts.lookback_days, opts.prior_strength)
+                                      opts.prior_strength, weight)
+    arrivals, arrival_info = fit_arrivals(snap, deal_group, len(groups), opts.lookback_days, opts.prior_strength,
+                                          config.calendar.fiscal_year_start, window_blocks(window_days))
     arrivals.check(stage)
+    first_day = snap.observed_from if snap.observed_from is not None else int(snap.created.min())
+    cells = deal_group[snap.spells.deal].astype(np.int64) * n_s + snap.spells.stage
+    effects, effect_figures = fit_mix_effects(snap.spells, cells, stage, snap.as_of, first_day,
+                                              config.calendar.fiscal_year_start, window_blocks(window_days))
+    effects = effects.without(calendar=not opts.calendar_effects, frailty=not opts.shared_shocks)
     identity = config.fit_identity()
     meta = {
         "version": __version__,
@@ -117,7 +150,10 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
         "warnings": snap.warning_counts(),
         "fit": {"lookback_days": opts.lookback_days, "min_bin_exits": opts.min_bin_exits,
                 "prior_strength": opts.prior_strength, "stale_after_days": opts.stale_after_days,
-                "tail_rate_per_day": figures["tail_rate"].tolist()},
+                "half_life_days": opts.half_life_days, "calendar_effects": opts.calendar_effects,
+                "shared_shocks": opts.shared_shocks,
+                "tail_exit_probability_per_day": figures["tail_h"].tolist(),
+                "tail_rate_per_day": figures["tail_h"].tolist()},  # the name before format 3: the same figure
         "segment_effects": {
             name: {"lost_log_odds_shift": float(figures["segment_lost_shift"][g]),
                    "time_scale": float(figures["segment_time_scale"][g])}
@@ -128,12 +164,17 @@ def fit(snap: Snapshot, config: Config, groups: tuple[tuple[str, ...], ...] | No
         "n_deals": snap.n_deals,
         "n_spells": int(len(snap.spells.deal)),
         "arrival_window": arrival_info,
+        "observed_from": to_date(snap.observed_from).isoformat() if snap.observed_from is not None else None,
+        "mix_effects": {"exit_rate_by_month_of_quarter": effects.exit_rate.tolist(),
+                        "lost_shift_by_month_of_quarter": effects.lost_shift.tolist(),
+                        "shared_shock_variance": effects.frailty_var,
+                        "fiscal_year_start": effects.fiscal_year_start, **effect_figures},
     }
     return PipelineModel(
         stages=snap.stages, won=config.won, lost=config.lost, segment_by=tuple(config.segment_by),
         groups=tuple(tuple(g) for g in groups), as_of=int(snap.as_of), stage=stage, arrivals=arrivals,
         cell_spells=figures["cell_spells"], cell_exits=figures["cell_exits"], cell_weight=figures["cell_weight"],
-        prior_strength=figures["prior_strength"], entered=figures["entered"], meta=meta,
+        prior_strength=figures["prior_strength"], entered=figures["entered"], meta=meta, effects=effects,
     )
 
 

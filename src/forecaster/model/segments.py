@@ -19,21 +19,39 @@ PSEUDO_EXITS = 5.0  # pseudo-exits at the pooled rates keep tiny segments near t
 
 @dataclass
 class SegmentSpells:
-    """One segment's spells in one stage: exit day or age, destination, exited."""
+    """One segment's spells in one stage: exit day or age, destination, exited, the first day seen at risk
+    (0, or later under left truncation) and the spell's weight (1, or its recency weight)."""
 
     dur: np.ndarray
     dest: np.ndarray
     exited: np.ndarray
+    entry: np.ndarray
+    weight: np.ndarray
 
-    def ends(self) -> np.ndarray:
-        """Spells by the last day they were seen at risk (exit day, or age - 1 if censored)."""
+    def exit_weight(self) -> float:
+        return float(self.weight[self.exited].sum())
+
+    def hazard_weights(self) -> np.ndarray:
+        """w [D] such that the spells' expected exits under a survival curve S are sum_d w[d] (-log S(d)):
+        each spell adds its weight at its last day at risk and takes it back at the day before its entry
+        (-log S(-1) = 0, so an entry on day 0 takes nothing back)."""
         last = np.where(self.exited, self.dur, self.dur - 1)
-        return np.bincount(last[last >= 0], minlength=1)
+        keep = last >= self.entry
+        size = int(last[keep].max()) + 1 if keep.any() else 1
+        w = np.bincount(last[keep], weights=self.weight[keep], minlength=size)
+        late = keep & (self.entry >= 1)
+        w -= np.bincount(self.entry[late] - 1, weights=self.weight[late], minlength=size)[:size]
+        return w
 
 
 def log_survival(x: np.ndarray) -> np.ndarray:
     """log S with S clipped away from 0 (an S that reaches 0 stays finite)."""
     return np.log(np.maximum(x, 1e-300))
+
+
+def tail_slope(tail_h: float) -> float:
+    """-log(1 - h): how much log S falls per day in a geometric tail of daily exit probability h."""
+    return float(-np.log1p(-min(tail_h, 1.0 - 1e-12)))
 
 
 def fit_effects(seg_spells: list[list[SegmentSpells]], exits_g: np.ndarray, pooled: Callable[[np.ndarray], list],
@@ -55,22 +73,23 @@ def fit_effects(seg_spells: list[list[SegmentSpells]], exits_g: np.ndarray, pool
     for _ in range(SEGMENT_ROUNDS):
         for g in range(n_groups):
             own = [seg_spells[s][g] for s in range(n_stages)]
-            tau[g] = solve_time_scale([x.ends() for x in own], [log_survival(p.surv) for p in pools],
-                                      [p.tail_rate for p in pools], float(exits_g[g]), PSEUDO_EXITS)
+            tau[g] = solve_time_scale([x.hazard_weights() for x in own], [log_survival(p.surv) for p in pools],
+                                      [tail_slope(p.tail_h) for p in pools], float(exits_g[g]), PSEUDO_EXITS)
         w = exits_g / max(exits_g.sum(), 1)
         tau = tau / np.exp((w * np.log(tau)).sum())
         pools = pooled(tau)
         for g in range(n_groups):
-            p_lost, n_lost = [], 0.0
+            p_lost, w_lost, n_lost = [], [], 0.0
             for s, pool in enumerate(pools):
                 x = seg_spells[s][g]
                 ref_day = np.floor(x.dur[x.exited] / tau[g]).astype(np.int64)
                 L = pool.risk.length
                 p_lost.append(np.where(ref_day < L, pool.bin_p[pool.bins[np.minimum(ref_day, L - 1)], lost],
                                        pool.tail_p[lost]))
-                n_lost += float((x.dest[x.exited] == lost).sum())
+                w_lost.append(x.weight[x.exited])
+                n_lost += float((x.weight * (x.dest == lost))[x.exited].sum())
             p_all = np.concatenate(p_lost)
-            theta[g] = solve_lost_log_odds(np.ones(len(p_all)), p_all, n_lost, PSEUDO_EXITS)
+            theta[g] = solve_lost_log_odds(np.concatenate(w_lost), p_all, n_lost, PSEUDO_EXITS)
         theta = theta - (w * theta).sum()
     return tau, theta, pools
 
@@ -115,11 +134,11 @@ def solve_lost_log_odds(exits: np.ndarray, p_lost: np.ndarray, observed_lost: fl
             hi = mid
     return 0.5 * (lo + hi)
 
-def scaled_log_survival(log_s: np.ndarray, tail_rate: float, tau: float, days: np.ndarray) -> np.ndarray:
+def scaled_log_survival(log_s: np.ndarray, tail_slope: float, tau: float, days: np.ndarray) -> np.ndarray:
     """log S of the pooled curve run ``tau`` times slower (accelerated failure time), at integer days.
 
     The pooled curve is known at the knots d = -1 (log S = 0), 0 .. L-1 and continues beyond with slope
-    ``-tail_rate``; a segment with time scale tau survives day d as the pool survives (d + 1) / tau - 1,
+    ``-tail_slope``; a segment with time scale tau survives day d as the pool survives (d + 1) / tau - 1,
     interpolated linearly in log S between knots.
     """
     L = len(log_s)
@@ -127,20 +146,20 @@ def scaled_log_survival(log_s: np.ndarray, tail_rate: float, tau: float, days: n
     knots_x = np.arange(-1, L, dtype=np.float64)
     knots_y = np.r_[0.0, log_s]
     inside = np.interp(np.minimum(x, L - 1.0), knots_x, knots_y)
-    return inside - np.maximum(x - (L - 1.0), 0.0) * tail_rate
+    return inside - np.maximum(x - (L - 1.0), 0.0) * tail_slope
 
-def solve_time_scale(ends: Sequence[np.ndarray], log_s: Sequence[np.ndarray], tail_rate: Sequence[float], observed: float,
+def solve_time_scale(ends: Sequence[np.ndarray], log_s: Sequence[np.ndarray], tail_slope: Sequence[float], observed: float,
                      pseudo: float = 5.0, bound: float = 3.0) -> float:
     """A segment's time scale tau, common to all stages: the tau at which its spells' expected exits
-    (sum of -log S_tau at the last day each was seen at risk) equal its observed exits, ``pseudo`` exits
-    at tau = 1 added to both sides so a tiny segment stays near 1. ``ends[s]`` [D]: the segment's spells
-    in stage s by last day at risk."""
+    (sum of their cumulative hazards -log S_tau between entry and last day at risk) equal its observed exits,
+    ``pseudo`` exits at tau = 1 added to both sides so a tiny segment stays near 1. ``ends[s]`` [D]: the
+    segment's SegmentSpells.hazard_weights in stage s."""
     days = [np.arange(len(e)) for e in ends]
 
     def expected(log_tau: float) -> float:
         tau = np.exp(log_tau)
         return float(sum((-scaled_log_survival(ls, lam, tau, d) * e).sum()
-                         for e, ls, lam, d in zip(ends, log_s, tail_rate, days)))
+                         for e, ls, lam, d in zip(ends, log_s, tail_slope, days)))
 
     e1 = expected(0.0)
     if e1 <= 0:

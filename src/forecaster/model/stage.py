@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 
 from forecaster.crm import Spells
-from forecaster.model.segments import SegmentSpells, fit_effects, log_survival, scaled_log_survival, shift_lost_odds
+from forecaster.model.segments import (
+    SegmentSpells,
+    fit_effects,
+    log_survival,
+    scaled_log_survival,
+    shift_lost_odds,
+    tail_slope,
+)
 from forecaster.model.survival import (
     RiskCounts,
     bin_sums,
@@ -56,7 +63,7 @@ class Pooled:
     bins: np.ndarray  # day -> bin, [L]
     bin_p: np.ndarray  # [n_bins, K]
     tail_start: int
-    tail_rate: float  # lambda per day
+    tail_h: float  # daily exit probability beyond the table (geometric tail)
     tail_p: np.ndarray  # [K]
     exposure_per_spell: float  # spell-days at risk from tail_start, per spell
 
@@ -70,19 +77,19 @@ def pool_stage(risk: RiskCounts, min_exits: int, fallback_p: np.ndarray) -> Pool
     bins = day_bins(tot, min_exits)
     n_bins = int(bins.max()) + 1
     counts = bin_sums(e, bins, n_bins)
-    # Tail: constant hazard fitted on the last quarter of the exits (MLE: exits / spell-days at risk,
-    # censored spells older than the table included), with the destination mix of those late exits.
+    # Tail: a constant daily exit probability fitted on the last min_exits exits (the geometric MLE: exits /
+    # spell-days at risk, censored spells older than the table included), with the mix of those late exits.
     t0 = tail_start(tot, min_exits)
     r_w = risk.exposure_from(t0)
     e_w = risk.exits_from(t0)
     if n_exits > 0:
-        lam = float(e_w.sum()) / max(r_w, 1.0)
+        tail_h = min(float(e_w.sum()) / max(r_w, 1.0), 1.0)
         tail_p = shares(e_w, fallback_p)
     else:
         # A stage nobody has left yet: one pseudo-exit after the exposure seen, with the mix of all stages.
-        lam = 1.0 / (r_w / max(risk.n_spells, 1) + 1.0)
+        tail_h = 1.0 / (r_w / max(risk.n_spells, 1) + 1.0)
         tail_p = fallback_p
-    return Pooled(risk, hazard, survival(risk.at_risk, tot), bins, shares(counts, fallback_p), t0, lam, tail_p,
+    return Pooled(risk, hazard, survival(risk.at_risk, tot), bins, shares(counts, fallback_p), t0, tail_h, tail_p,
                   r_w / max(risk.n_spells, 1))
 
 
@@ -95,7 +102,7 @@ class _Prior:
     hazard: np.ndarray  # [L_g]
     bins: np.ndarray  # day -> row of bin_p, [L_g]; the pooled tail mix is the last row
     bin_p: np.ndarray  # [n_bins + 1, K], shifted
-    tail_rate: float
+    tail_h: float
     tail_p: np.ndarray  # [K], shifted
     tail_start: int
     tau: float
@@ -105,23 +112,23 @@ def _segment_prior(pool: Pooled, tau: float, theta: float, lost: int) -> _Prior:
     L = pool.risk.length
     L_g = max(L, int(np.ceil(L * tau)))
     days = np.arange(L_g)
-    log_s = scaled_log_survival(log_survival(pool.surv), pool.tail_rate, tau, days)
+    log_s = scaled_log_survival(log_survival(pool.surv), tail_slope(pool.tail_h), tau, days)
     surv = np.exp(log_s)
     hazard = -np.expm1(np.diff(np.r_[0.0, log_s]))  # from log S: no 0/0 where S underflows
     pooled_day = np.floor(days / tau).astype(np.int64)
     n_bins = len(pool.bin_p)
     bins = np.where(pooled_day < L, pool.bins[np.minimum(pooled_day, L - 1)], n_bins)
     bin_p = shift_lost_odds(np.vstack([pool.bin_p, pool.tail_p]), theta, lost)
-    return _Prior(surv, np.clip(hazard, 0.0, 1.0), bins, bin_p, pool.tail_rate / tau,
+    # A geometric tail run tau times slower survives a day with (1 - h)^(1 / tau).
+    return _Prior(surv, np.clip(hazard, 0.0, 1.0), bins, bin_p, float(-np.expm1(-tail_slope(pool.tail_h) / tau)),
                   shift_lost_odds(pool.tail_p, theta, lost), int(np.ceil(pool.tail_start * tau)), tau)
 
 
 def _segment_table(pool: Pooled, prior: _Prior, risk: RiskCounts, share_strength: float,
                    hazard_strength: float) -> _CellTable:
     """A segment's table: its own counts plus pseudo-spells following its prior."""
-    tail_h_prior = float(-np.expm1(-max(prior.tail_rate, 1e-9)))
     if risk.n_spells == 0:
-        return _CellTable(prior.surv, prior.bins, prior.bin_p, tail_h_prior, prior.tail_p)
+        return _CellTable(prior.surv, prior.bins, prior.bin_p, prior.tail_h, prior.tail_p)
     s_prev = np.r_[1.0, prior.surv[:-1]]
     n_b = risk.at_risk + hazard_strength * s_prev
     e_b = risk.exits.sum(axis=1) + hazard_strength * s_prev * prior.hazard
@@ -132,13 +139,13 @@ def _segment_table(pool: Pooled, prior: _Prior, risk: RiskCounts, share_strength
     counts = bin_sums(risk.exits, prior.bins, n_bins) + (share_strength * prior_mass)[:, None] * prior.bin_p
     pseudo_exposure = hazard_strength * pool.exposure_per_spell * prior.tau  # the pool's, in the segment's time
     own_w = risk.exits_from(prior.tail_start)
-    pseudo_exits = prior.tail_rate * pseudo_exposure
+    pseudo_exits = prior.tail_h * pseudo_exposure  # a geometric tail: h exits per spell-day at risk
     if own_w.sum() + pseudo_exits > 0:
-        lam = (own_w.sum() + pseudo_exits) / max(risk.exposure_from(prior.tail_start) + pseudo_exposure, 1e-12)
+        tail_h = (own_w.sum() + pseudo_exits) / max(risk.exposure_from(prior.tail_start) + pseudo_exposure, 1e-12)
     else:
-        lam = prior.tail_rate
+        tail_h = prior.tail_h
     tail_p = shares(own_w + pseudo_exits * prior.tail_p, prior.tail_p)
-    return _CellTable(surv, prior.bins, shares(counts, prior.bin_p), float(-np.expm1(-max(lam, 1e-9))), tail_p)
+    return _CellTable(surv, prior.bins, shares(counts, prior.bin_p), float(min(max(tail_h, 1e-9), 1.0)), tail_p)
 
 
 def _trim(t: _CellTable) -> _CellTable:
@@ -180,49 +187,54 @@ def _share_strength(priors: list[_Prior], groups: list[RiskCounts]) -> float:
     return dirichlet_precision(exit_counts, max_strength=MAX_STRENGTH, expected=expected, n_params=1)
 
 
-def _by_stage(spells: Spells, deal_group: np.ndarray, n_groups: int, n_stages: int):
-    """Per stage its spells (dur, dest, exited, group) and per stage and segment a SegmentSpells."""
+def _by_stage(spells: Spells, weight: np.ndarray, deal_group: np.ndarray, n_groups: int, n_stages: int):
+    """Per stage its spells (dur, dest, exited, entry, weight, group) and per stage and segment a
+    SegmentSpells."""
     grp = deal_group[spells.deal]
     stage_spells, seg_spells = [], []
     for s in range(n_stages):
         in_s = spells.stage == s
-        dur, dest, ex, g_s = spells.dur[in_s], spells.dest[in_s], spells.exited[in_s], grp[in_s]
-        stage_spells.append((dur, dest, ex, g_s))
-        seg_spells.append([SegmentSpells(dur[g_s == g], dest[g_s == g], ex[g_s == g]) for g in range(n_groups)])
+        cols = (spells.dur[in_s], spells.dest[in_s], spells.exited[in_s], spells.entry_age[in_s], weight[in_s])
+        g_s = grp[in_s]
+        stage_spells.append((*cols, g_s))
+        seg_spells.append([SegmentSpells(*(c[g_s == g] for c in cols)) for g in range(n_groups)])
     return stage_spells, seg_spells
 
 
 def fit_stage_tables(spells: Spells, deal_group: np.ndarray, n_groups: int, n_stages: int, min_exits: int,
-                     prior_strength: float | None) -> tuple[StageTables, dict[str, Any]]:
+                     prior_strength: float | None, weight: np.ndarray | None = None
+                     ) -> tuple[StageTables, dict[str, Any]]:
     """Fit every cell (docs/model.md). Returns the tables and the per-cell / per-stage figures behind them.
 
     Pass 1, per stage: the pooled model and each segment's spells; the segment effects backfitted against
     the pools (model.segments). Pass 2: each cell is its own counts plus pseudo-spells of its prior, the
-    pooled model adjusted by the segment's effects.
+    pooled model adjusted by the segment's effects. ``weight`` [spells]: recency weights (default 1).
     """
     K = n_stages + 2
     lost = n_stages + 1
-    all_exits = np.bincount(spells.dest[spells.exited], minlength=K).astype(float)
-    stage_spells, seg_spells = _by_stage(spells, deal_group, n_groups, n_stages)
+    weight = np.ones(len(spells.deal)) if weight is None else weight
+    all_exits = np.bincount(spells.dest[spells.exited], weights=weight[spells.exited], minlength=K).astype(float)
+    stage_spells, seg_spells = _by_stage(spells, weight, deal_group, n_groups, n_stages)
     entered = np.array([len(x[0]) for x in stage_spells], np.int64)
-    exits_g = np.array([sum(int(seg_spells[s][g].exited.sum()) for s in range(n_stages)) for g in range(n_groups)])
+    exits_g = np.array([sum(seg_spells[s][g].exit_weight() for s in range(n_stages)) for g in range(n_groups)])
 
     def pooled(tau: np.ndarray) -> list[Pooled]:
         """Each stage's pooled model in reference time: every segment's stays divided by its time scale."""
         out = []
-        for s, (dur, dest, ex, g_s) in enumerate(stage_spells):
+        for s, (dur, dest, ex, entry, w, g_s) in enumerate(stage_spells):
             scale = tau[g_s]
             ref = np.where(ex, np.floor(dur / scale), np.maximum(np.floor(dur / scale), 1)).astype(np.int64)
+            ref_entry = np.minimum(np.floor(entry / scale).astype(np.int64), np.where(ex, ref, ref - 1))
             L = int(ref[ex].max()) + 1 if ex.any() else 1
             fallback = all_exits.copy()
             fallback[s] = 0.0
             fallback = fallback / fallback.sum() if fallback.sum() > 0 else np.eye(K)[lost]
-            out.append(pool_stage(risk_counts(ref, dest, ex, K, L), min_exits, fallback))
+            out.append(pool_stage(risk_counts(ref, dest, ex, K, L, ref_entry, w), min_exits, fallback))
         return out
 
     tau, theta, pools = fit_effects(seg_spells, exits_g, pooled, lost)
     cells, figures = _fit_cells(pools, seg_spells, tau, theta, lost, K, prior_strength)
-    figures.update(entered=entered, tail_rate=np.array([p.tail_rate for p in pools]),
+    figures.update(entered=entered, tail_h=np.array([p.tail_h for p in pools]),
                    segment_lost_shift=theta, segment_time_scale=tau)
     return _assemble(cells, n_groups * n_stages), figures
 
@@ -239,7 +251,8 @@ def _fit_cells(pools: list[Pooled], seg_spells: list[list[SegmentSpells]], tau: 
     cells: dict[int, _CellTable] = {}
     for s, pool in enumerate(pools):
         priors = [_segment_prior(pool, float(tau[g]), float(theta[g]), lost) for g in range(n_groups)]
-        groups = [risk_counts(x.dur, x.dest, x.exited, K, len(pr.surv)) for x, pr in zip(seg_spells[s], priors)]
+        groups = [risk_counts(x.dur, x.dest, x.exited, K, len(pr.surv), x.entry, x.weight)
+                  for x, pr in zip(seg_spells[s], priors)]
         if n_groups == 1:
             share_strength = hazard_strength = 0.0  # the pooled model is the segment's own
         elif prior_strength is not None:

@@ -16,14 +16,15 @@ from forecaster.calendar import to_date
 from forecaster.config import identity_sha256
 from forecaster.errors import ModelError
 from forecaster.files import dumps, write_atomic
+from forecaster.model.mix import MixEffects
 from forecaster.model.tables import ArrivalTables, StageTables
 
 if TYPE_CHECKING:
     from forecaster.model.pipeline import PipelineModel
 
-FORMAT_VERSION = 2  # 2: the fit config is recorded (fit_config, fit_config_sha256)
-META_KEYS = ("version", "config_sha256", "fit_config", "fit_config_sha256", "data_fingerprint", "warnings", "fit", "n_deals", "n_spells",
-             "arrival_window", "segment_effects", "pipelines")
+FORMAT_VERSION = 3  # 2: the fit config is recorded (fit_config, fit_config_sha256); 3: observed_from, mix_effects
+META_KEYS = ("version", "config_sha256", "fit_config", "fit_config_sha256", "data_fingerprint", "warnings", "fit",
+             "n_deals", "n_spells", "arrival_window", "segment_effects", "pipelines", "observed_from", "mix_effects")
 
 
 def save(model: PipelineModel, directory: str | Path) -> Path:
@@ -163,4 +164,14 @@ def load(cls: type[PipelineModel], directory: str | Path, expect_fingerprint: st
         cell_weight=cells["weight"].to_numpy().astype(np.float64),
         prior_strength=arr(doc["prior_strength"]), entered=arr(doc["entered"], np.int64),
         meta={k: doc[k] for k in META_KEYS if k in doc},
+        effects=_effects(doc),
     )
+
+
+def _effects(doc: dict) -> MixEffects:
+    m = doc.get("mix_effects")
+    if not m:
+        return MixEffects.none()
+    return MixEffects(np.asarray(m["exit_rate_by_month_of_quarter"], np.float64),
+                      np.asarray(m["lost_shift_by_month_of_quarter"], np.float64),
+                      float(m["shared_shock_variance"]), int(m["fiscal_year_start"])).check()

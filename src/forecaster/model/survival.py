@@ -26,7 +26,9 @@ class RiskCounts:
     """At-risk and exit counts on days 0 .. L-1, plus the spells' exposure for the tail.
 
     ``at_risk`` float64 [L]; ``exits`` float64 [L, K]; ``last_at_risk`` int64 [n] (the last day each
-    spell was seen at risk: its exit day, or age - 1 if censored); ``exited`` bool [n].
+    spell was seen at risk: its exit day, or age - 1 if censored); ``exited`` bool [n]; ``entry`` int64 [n]
+    (the first day each spell was seen at risk: 0, or its age when observation began: left truncation);
+    ``weight`` float64 [n] (each spell's weight in the counts: 1, or its recency weight).
     """
 
     at_risk: np.ndarray
@@ -34,6 +36,8 @@ class RiskCounts:
     last_at_risk: np.ndarray
     exited: np.ndarray
     dest: np.ndarray
+    entry: np.ndarray
+    weight: np.ndarray
 
     @property
     def length(self) -> int:
@@ -48,31 +52,42 @@ class RiskCounts:
         return int(self.exited.sum())
 
     def exposure_from(self, day: int) -> float:
-        """Spell-days at risk on days >= day, including days beyond the table (censored spells)."""
-        return float(np.maximum(self.last_at_risk - day + 1, 0).sum())
+        """Weighted spell-days at risk on days >= day, including days beyond the table (censored spells)."""
+        return float((self.weight * np.maximum(self.last_at_risk - np.maximum(self.entry, day) + 1, 0)).sum())
 
     def exits_from(self, day: int) -> np.ndarray:
         """Exits per destination on days >= day."""
         return self.exits[day:].sum(axis=0)
 
 
-def risk_counts(dur: np.ndarray, dest: np.ndarray, exited: np.ndarray, n_dest: int, length: int) -> RiskCounts:
+def risk_counts(dur: np.ndarray, dest: np.ndarray, exited: np.ndarray, n_dest: int, length: int,
+                entry: np.ndarray | None = None, weight: np.ndarray | None = None) -> RiskCounts:
     """Count at-risk and exits per day for one cell's spells.
 
     ``dur``: exit day for exited spells, age (>= 1) for censored ones. ``length`` must exceed every
-    exit day; censored spells older than the table count as at risk on every table day.
+    exit day; censored spells older than the table count as at risk on every table day. ``entry``: the
+    first day a spell was at risk (delayed entry, default 0; a spell is at risk on days entry .. last);
+    ``weight``: a spell's weight in every count (default 1).
     """
     dur = np.asarray(dur, np.int64)
     exited = np.asarray(exited, bool)
     dest = np.asarray(dest, np.int64)
+    n = len(dur)
+    entry = np.zeros(n, np.int64) if entry is None else np.asarray(entry, np.int64)
+    weight = np.ones(n) if weight is None else np.asarray(weight, np.float64)
     last = np.where(exited, dur, dur - 1)
     if exited.any() and dur[exited].max() >= length:
         raise ValueError("table shorter than the last exit day")
-    keep = last >= 0
-    ends = np.bincount(np.minimum(last[keep], length - 1), minlength=length).astype(np.float64)
-    at_risk = np.cumsum(ends[::-1])[::-1]
-    ex = np.bincount(dur[exited] * n_dest + dest[exited], minlength=length * n_dest).astype(np.float64)
-    return RiskCounts(at_risk, ex.reshape(length, n_dest), last, exited, dest)
+    keep = last >= entry
+    w = weight[keep]
+    ends = np.bincount(np.minimum(last[keep], length - 1), weights=w, minlength=length).astype(np.float64)
+    starts = np.bincount(np.minimum(entry[keep], length), weights=w, minlength=length + 1)[:length]
+    # At risk on day d: seen by d (entry <= d) and not gone before it (last >= d).
+    at_risk = np.cumsum(ends[::-1])[::-1] - (w.sum() - np.cumsum(starts))
+    at_risk = np.maximum(at_risk, 0.0)  # exact zeros where floating sums of weights cancel
+    ex = np.bincount(dur[exited] * n_dest + dest[exited], weights=weight[exited],
+                     minlength=length * n_dest).astype(np.float64)
+    return RiskCounts(at_risk, ex.reshape(length, n_dest), last, exited, dest, entry, weight)
 
 
 def survival(at_risk: np.ndarray, exits_total: np.ndarray) -> np.ndarray:
@@ -104,9 +119,10 @@ def bin_sums(values: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
     return out
 
 
-def tail_start(exits_total: np.ndarray, min_exits: int, share: float = 0.25) -> int:
-    """First day of the window on which the tail hazard is fitted: the last ``share`` of the exits,
-    and at least ``min_exits`` of them (or all there are)."""
+def tail_start(exits_total: np.ndarray, min_exits: int, share: float = 0.0) -> int:
+    """First day of the window on which the tail hazard is fitted: the last ``min_exits`` exits (or all
+    there are), and at least the last ``share`` of them. A tail fitted on a large share of the exits is
+    driven by young, active spells and keeps old dead pipeline alive (docs/model.md)."""
     total = exits_total.sum()
     if total <= 0:
         return 0

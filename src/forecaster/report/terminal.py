@@ -118,6 +118,37 @@ def print_fit(model: Any, out_dir: Path) -> None:
     disp = "negative binomial" if aw["overdispersed"] else "Poisson"
     out.print(f"new deals: {rate * 7:,.1f} per week from {aw['start']} ({aw['days']} days, {aw['deals']:,} deals); "
               f"counts {disp} (dispersion {aw['dispersion']:.2f})")
+    print_mix_effects(out, model)
+
+
+def print_mix_effects(out: Any, model: Any) -> None:
+    """The calendar effects (per stage and month of the fiscal quarter) and the shared shock of a model."""
+    m = model.meta.get("mix_effects")
+    if not m:
+        return
+    if model.meta.get("observed_from"):
+        out.print(f"observed from {model.meta['observed_from']} (risk sets, exits and arrivals start there)")
+    cal = m.get("calendar", {})
+    if not cal.get("used"):
+        out.print(f"calendar effects: none ({cal.get('reason', 'switched off')})")
+    else:
+        table = Table(title="Calendar effects by month of the fiscal quarter: exit-rate factor, "
+                            "lost log-odds shift", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+        table.add_column("stage")
+        for q in ("month 1", "month 2", "month 3"):
+            table.add_column(q, justify="right")
+        rates, shifts = m["exit_rate_by_month_of_quarter"], m["lost_shift_by_month_of_quarter"]
+        for s, name in enumerate(model.stages):
+            r = rates[min(s, len(rates) - 1)]
+            sh = shifts[min(s, len(shifts) - 1)]
+            table.add_row(name, *(f"x{r[q]:.2f} {sh[q]:+.2f}" for q in range(3)))
+        out.print(table)
+    sh = m.get("shared_shock", {})
+    if m["shared_shock_variance"] > 0:
+        out.print(f"shared shock: variance {m['shared_shock_variance']:.3f} of the per-trial multiplier of the odds "
+                  f"of losing (from {sh.get('periods', 0)} periods of {sh.get('period_days', 0)} days)")
+    else:
+        out.print(f"shared shock: none ({sh.get('reason', 'no excess dispersion of lost exits over periods')})")
 
 
 def print_funnel(f: dict[str, Any]) -> None:

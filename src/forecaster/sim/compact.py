@@ -8,11 +8,14 @@ most likely first. Vectorised numpy, once per run.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
+from forecaster.model.mix import MixEffects
 from forecaster.model.tables import ArrivalTables, OpenDeals, StageTables
+from forecaster.numeric import gamma_quantile
 from forecaster.sim.kernels.layout import (
     GUIDE_DAY_SHIFT,
     GUIDE_ROW_BITS,
@@ -29,6 +32,8 @@ GUIDE_MAX_BITS = 12
 GUIDE_EXTRA_BITS = 3
 GUIDE_MAX_BYTES = 256 << 10
 _TWO32 = 1 << 32
+# The shared shock's multiplier takes one of this many levels, a trial's level drawn uniformly.
+FRAILTY_LEVELS = 16
 
 
 def exit_thresholds(surv: np.ndarray) -> np.ndarray:
@@ -171,7 +176,8 @@ def nested_thresholds(p: np.ndarray, row_stage: np.ndarray) -> dict[str, np.ndar
     b_tot, f_tot, lost = cum_b[:, -1], cum_f[:, -1], p[:, S + 1]
     fb = np.where(n_fwd > 0, _scaled(b_tot + lost), _TWO32)
     bcols = _left_aligned(back, MB)
-    bthr = np.where(np.arange(MB)[None, :] < n_back[:, None], _scaled(np.take_along_axis(cum_b, bcols, axis=1)), _TWO32)
+    cum_back = np.take_along_axis(cum_b, bcols, axis=1)
+    bthr = np.where(np.arange(MB)[None, :] < n_back[:, None], _scaled(cum_back), _TWO32)
     only_back = (n_back > 0) & (n_fwd == 0) & ~(lost > 0.0)
     bthr[only_back, n_back[only_back] - 1] = _TWO32
     fcols = _left_aligned(fwd, MV)
@@ -187,7 +193,86 @@ def nested_thresholds(p: np.ndarray, row_stage: np.ndarray) -> dict[str, np.ndar
     n_ent = n_back + 1 + n_fwd
     last = np.take_along_axis(order, (n_ent - 1)[:, None], axis=1)
     dest_k = np.where(np.arange(width)[None, :] < n_ent[:, None], order, last).astype(np.int64)
-    return {"fb": fb.astype(np.int64), "bthr": bthr, "vthr": vthr, "dest_k": dest_k, "n_back": n_back, "n_fwd": n_fwd}
+    return {"fb": fb.astype(np.int64), "bthr": bthr, "vthr": vthr, "dest_k": dest_k, "n_back": n_back, "n_fwd": n_fwd,
+            "b_tot": b_tot, "f_tot": f_tot, "lost": lost, "cum_back": cum_back}
+
+
+@functools.lru_cache(maxsize=64)
+def frailty_levels(var: float, nz: int = FRAILTY_LEVELS) -> np.ndarray:
+    """float64 [nz]: the shared shock's multiplier Z of the odds of losing, per level (a trial's level is
+    uniform on 0 .. nz - 1): the Gamma(1 / var, var) quantiles at (z + 0.5) / nz, moved and scaled to
+    mean 1 and variance ``var`` exactly (or, where that would bring a level below 5% of the mean, scaled
+    to mean 1 only). ``var`` 0: every level 1."""
+    if not var > 0.0:
+        return np.ones(nz)
+    shape = 1.0 / var
+    g = np.array([gamma_quantile((z + 0.5) / nz, shape) for z in range(nz)]) / shape
+    z = 1.0 + (g - g.mean()) * (math.sqrt(var) / g.std())
+    out = z if z.min() > 0.05 else g / g.mean()
+    out.setflags(write=False)
+    return out
+
+
+def frailty_multipliers(effects: MixEffects, nz: int = FRAILTY_LEVELS) -> np.ndarray:
+    """float64 [nz]: per shock level the factor on the odds of losing against moving forward."""
+    return frailty_levels(float(effects.frailty_var), nz)
+
+
+def mixed_thresholds(nest: dict[str, np.ndarray], effects: MixEffects, row_stage: np.ndarray,
+                     nz: int = FRAILTY_LEVELS) -> dict[str, np.ndarray]:
+    """The nested draw under the calendar effects and the shared shock (docs/model.md), for exits drawn from
+    the dominating tables (``dominating_tables``, R = effects.max_rate; each row with the rates and shifts of
+    its open stage ``row_stage``): on the u-axis the moves back at
+    1 / R of their shares, then the thinned exits, then from ``ls`` the kept exits forward or lost,
+    ``T = (l + f) rate[q] / R`` of the axis, lost up to ``fb`` and forward after it (the forward mix as
+    without effects). The lost share among the kept exits is ``l m / (l m + f)``, m = exp(lost_shift[q])
+    Z[z]. So a day's exit probability is h b back, h (l + f) rate[q] kept (exact thinning), and the
+    conversion lever and the shock, which trade lost for forward shares, only move ``fb``: pairing stays
+    monotone.
+
+    Returns bthr int64 [R_rows, MB] (the back thresholds at 1 / R), ls int64 [R_rows * 3] at (r * 3 + q)
+    and fb int64 [R_rows * 3 * nz] at ((r * 3 + q) * nz + z)."""
+    R = effects.max_rate
+    levels = frailty_multipliers(effects, nz)
+    b, f, l = nest["b_tot"], nest["f_tot"], nest["lost"]  # noqa: E741 - the lost share, as in the formulas
+    nonback = l + f
+    rate_s, shift_s = effects.rows(row_stage)  # [R_rows, 3]
+    rate = rate_s / R
+    kept = nonback[:, None] * rate
+    ls_x = b[:, None] + nonback[:, None] * (1.0 - rate)
+    m = np.exp(shift_s)[:, :, None] * levels[None, None, :]  # [R_rows, 3, nz]
+    lm = l[:, None, None] * m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(lm > 0.0, lm / (lm + f[:, None, None]), 0.0)
+    fb_x = ls_x[:, :, None] + kept[:, :, None] * share
+    has_fwd = (nest["n_fwd"] > 0)[:, None]
+    none = (~has_fwd[:, 0]) & ~(l > 0.0)  # only moves back: no kept exit at all
+    ls = np.where(none[:, None], _TWO32, _scaled(ls_x))
+    fb = np.where(has_fwd[:, :, None], _scaled(fb_x), _TWO32)
+    bthr = nest["bthr"]
+    if R != 1.0:
+        MB = bthr.shape[1]
+        used = np.arange(MB)[None, :] < nest["n_back"][:, None]
+        bthr = np.where(used, _scaled(np.where(used, nest["cum_back"], 0.0) / R), _TWO32)
+    return {"bthr": np.ascontiguousarray(bthr, np.int64), "ls": np.ascontiguousarray(ls.reshape(-1), np.int64),
+            "fb": np.ascontiguousarray(fb.reshape(-1), np.int64)}
+
+
+def dominating_tables(stage: StageTables, R: float) -> StageTables:
+    """The tables with every day's exit probability h (and the tail's) times R, capped at 1: the process
+    the kernel thins to the calendar rates (sim.kernels.walk). Destination rows are unchanged."""
+    if R == 1.0:
+        return stage
+    surv = np.empty_like(stage.surv)
+    for c in range(stage.n_cells):
+        a, b = int(stage.cell_off[c]), int(stage.cell_off[c + 1])
+        s = stage.surv[a:b]
+        prev = np.r_[1.0, s[:-1]]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            h = np.where(prev > 0, 1.0 - s / prev, 1.0)
+        surv[a:b] = np.cumprod(1.0 - np.minimum(1.0, R * h))
+    return StageTables(surv, stage.cell_off, stage.day_bin, stage.bin_p, np.minimum(1.0, R * stage.tail_h),
+                       stage.tail_bin)
 
 
 def stage_rows(stage: StageTables) -> StageTables:
@@ -216,8 +301,12 @@ def row_stages(stage: StageTables) -> np.ndarray:
     return out
 
 
-def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
-    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``."""
+def compact_stage_tables(stage: StageTables, end_off: int, effects: MixEffects | None = None,
+                         day_moq: np.ndarray | None = None) -> KernelTables:
+    """StageTables (checked) -> the kernel's compact form for a window ending on ``end_off``. With active
+    ``effects`` also the mixed thresholds (``mixed_thresholds``; ``stage`` must then be the dominating
+    tables, ``dominating_tables(stage, effects.max_rate)``) and, with calendar effects, the month of the
+    quarter of every day ``day_moq`` int [end_off + 1] (the day after the window repeats the last)."""
     stage = stage_rows(stage)
     if int(stage.cell_len.max()) >= 1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT) or stage.bin_p.shape[0] > GUIDE_ROW_MASK:
         raise ValueError(
@@ -228,7 +317,8 @@ def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
     bits = guide_bits_for(stage.n_cells, min(int(stage.cell_len.max()), end_off + 1))
     ctab, stride, cell_hdr = window_tables(stage, exit_thr, end_off, bits)
     log1m_h = np.array([-math.inf if h == 1.0 else math.log1p(-h) for h in stage.tail_h.tolist()], np.float64)
-    nest = nested_thresholds(stage.bin_p, row_stages(stage))
+    rs = row_stages(stage)
+    nest = nested_thresholds(stage.bin_p, rs)
     # The fast row: the back threshold, fb, forward thresholds 0 and 1, then the entries in 16 bits
     # each; for tables whose rows all have at most 1 move back and 4 entries (the usual funnel: four
     # comparisons a visit; each further one measured about 5% of a visit).
@@ -244,6 +334,14 @@ def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
         for j in range(4):
             dest_fast[:, 4] |= ent[:, j] << (16 * j)
     c = np.ascontiguousarray
+    mix_on = effects is not None and effects.active
+    if mix_on:
+        mixed = mixed_thresholds(nest, effects, rs)
+        mq = np.zeros(end_off + 1, np.int64) if not effects.calendar else np.asarray(day_moq, np.int64)
+        mix_moq = c(np.r_[mq, mq[-1:]])
+    else:
+        mixed = {"bthr": np.zeros((1, 1), np.int64), "ls": np.zeros(1, np.int64), "fb": np.zeros(1, np.int64)}
+        mix_moq = np.zeros(1, np.int64)
     return KernelTables(
         surv=c(stage.surv),
         ctab=ctab,
@@ -261,6 +359,14 @@ def compact_stage_tables(stage: StageTables, end_off: int) -> KernelTables:
         dest_fast=dest_fast.ravel(),
         dest_is_fast=fast,
         n_stages=stage.n_stages,
+        dest_nback=c(nest["n_back"].astype(np.int64)),
+        mix_on=mix_on,
+        mix_thin=bool(mix_on and np.any(effects.exit_rate != 1.0)),
+        mix_nz=FRAILTY_LEVELS,
+        mix_bthr=mixed["bthr"],
+        mix_ls=mixed["ls"],
+        mix_fb=mixed["fb"],
+        mix_moq=mix_moq,
     )
 
 

@@ -19,11 +19,11 @@ import numpy as np
 
 from forecaster.crm import Snapshot
 from forecaster.errors import ModelError
-from forecaster.model import ArrivalTables, OpenDeals, PipelineModel, StageTables, open_deal_cells
+from forecaster.model import ArrivalTables, MixEffects, OpenDeals, PipelineModel, StageTables, open_deal_cells
 from forecaster.sim import kernels as K
 from forecaster.sim import rng
 from forecaster.sim.cache import KERNEL_CACHE, is_cached
-from forecaster.sim.compact import compact_stage_tables, deal_s_prev, kernel_arrivals
+from forecaster.sim.compact import compact_stage_tables, deal_s_prev, dominating_tables, kernel_arrivals
 from forecaster.sim.results import SimResult
 
 # Slabs of per-trial partial sums are (deal blocks + 1) x chunk trials x fields; keep them near this.
@@ -85,15 +85,18 @@ def _check_window(
         return ps.astype(np.int32), None, None
     if not (math.isfinite(amount_multiplier_new) and amount_multiplier_new >= 0.0):
         raise ValueError(f"amount_multiplier_new must be finite and >= 0, got {amount_multiplier_new!r}")
-    out = []
-    for name, a, hi in (("day_weekday", day_weekday, 7), ("day_moq", day_moq, 3)):
-        if a is None:
-            raise ValueError(f"{name} is required with arrivals (see forecaster.calendar.calendar_days)")
-        a = np.asarray(a)
-        if a.shape != (end_off + 1,) or not np.issubdtype(a.dtype, np.integer) or np.any((a < 0) | (a >= hi)):
-            raise ValueError(f"{name} must be integers in 0 .. {hi - 1} of shape ({end_off + 1},)")
-        out.append(np.ascontiguousarray(a, dtype=np.int32))
-    return ps.astype(np.int32), out[0], out[1]
+    return (ps.astype(np.int32), _day_array("day_weekday", day_weekday, 7, end_off, "arrivals"),
+            _day_array("day_moq", day_moq, 3, end_off, "arrivals"))
+
+
+def _day_array(name: str, a, hi: int, end_off: int, needed_by: str) -> np.ndarray:
+    """A per-day calendar array (forecaster.calendar.calendar_days), checked: int32 [end_off + 1] in 0 .. hi - 1."""
+    if a is None:
+        raise ValueError(f"{name} is required with {needed_by} (see forecaster.calendar.calendar_days)")
+    a = np.asarray(a)
+    if a.shape != (end_off + 1,) or not np.issubdtype(a.dtype, np.integer) or np.any((a < 0) | (a >= hi)):
+        raise ValueError(f"{name} must be integers in 0 .. {hi - 1} of shape ({end_off + 1},)")
+    return np.ascontiguousarray(a, dtype=np.int32)
 
 
 def default_chunk_trials(n_deals: int, n_float: int, n_int: int) -> int:
@@ -152,6 +155,9 @@ def _buffers(stage: StageTables, n: int, n_trials: int, tc_max: int, P: int, W: 
         new_amount=np.zeros((nu, tb), np.float64),
         deal_guide=np.zeros((nu, K.layout.DEAL_GUIDE_SIZE), np.int64),
         deal_thr=np.zeros((nu, int(stage.cell_len.max()) + 1), np.int64),
+        tlevel=np.zeros(tc_max, np.int64),
+        walk_age=np.zeros((nu, tb), np.int64),
+        walk_entry=np.zeros((nu, tb), np.int64),
     )
 
 
@@ -208,6 +214,7 @@ def simulate(
     day_weekday: np.ndarray | None = None,
     day_moq: np.ndarray | None = None,
     amount_multiplier_new: float = 1.0,
+    effects: MixEffects | None = None,
     progress: Callable[[int, int], None] | None = None,
     track_win_days: bool = True,
     chunk_trials: int | None = None,
@@ -219,7 +226,9 @@ def simulate(
     given, must be <= end_off). ``arrivals=None``
     simulates open deals only; otherwise ``day_weekday`` and ``day_moq`` (int [end_off + 1], see
     ``forecaster.calendar.calendar_days``) are required and new deals arrive on days 0 .. end_off, their
-    amounts drawn from the pools times ``amount_multiplier_new``. ``period_start``: int offsets, strictly
+    amounts drawn from the pools times ``amount_multiplier_new``. ``effects``: the month-of-quarter shifts
+    and the shared shock of model.shocks (active effects need ``day_moq``, with or without arrivals).
+    ``period_start``: int offsets, strictly
     rising from ``start_off`` to ``end_off + 1``. ``seed``: int in [0, 2**64); the only source of
     randomness. ``progress(done, total)`` is called after each chunk of ``chunk_trials`` trials
     (default: bounded memory); neither changes the results. ``first_trial``: the result holds trials
@@ -232,7 +241,13 @@ def simulate(
         raise ValueError(f"first_trial must be a non-negative integer, got {first_trial!r}")
     _check_inputs(stage, deals, arrivals, end_off)
     ps, wd, mq = _check_window(start_off, end_off, period_start, n_trials, arrivals, day_weekday, day_moq, amount_multiplier_new)
-    tab = compact_stage_tables(stage, end_off)
+    cal_moq = None
+    if effects is not None and effects.active:
+        effects.check()
+        if effects.calendar:
+            cal_moq = _day_array("day_moq", day_moq, 3, end_off, "calendar effects")
+            stage = dominating_tables(stage, effects.max_rate)
+    tab = compact_stage_tables(stage, end_off, effects, cal_moq)
 
     S, G, P, n = stage.n_stages, stage.n_groups, ps.shape[0] - 1, deals.n_deals
     W = end_off - start_off + 1 if track_win_days else 0
@@ -243,7 +258,8 @@ def simulate(
     tc_max = chunk_trials if chunk_trials is not None else default_chunk_trials(n, nf, ni)
     tc_max = int(max(1, min(tc_max, n_trials)))
     bufs = _buffers(stage, n, first_trial + n_trials, tc_max, P, W, arrivals is not None)
-    keys = np.array([rng.domain_key(seed, d) for d in (rng.DOMAIN_OPEN, rng.DOMAIN_GAMMA, rng.DOMAIN_COUNT, rng.DOMAIN_NEW)], np.uint64)
+    keys = np.array([rng.domain_key(seed, d) for d in (rng.DOMAIN_OPEN, rng.DOMAIN_GAMMA, rng.DOMAIN_COUNT, rng.DOMAIN_NEW,
+                                                       rng.DOMAIN_FRAILTY)], np.uint64)
     kdeals = _kernel_deals(stage, deals)
     karr = kernel_arrivals(arrivals, wd, mq, amount_multiplier_new, S)
     kwin = K.KernelWindow(start_off=int(start_off), end_off=int(end_off), day_period=day_period, n_periods=P, n_groups=G)

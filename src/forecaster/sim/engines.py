@@ -28,7 +28,7 @@ import numba
 import numpy as np
 
 from forecaster.config import EngineConfig
-from forecaster.model import ArrivalTables, OpenDeals, StageTables
+from forecaster.model import ArrivalTables, MixEffects, OpenDeals, StageTables
 from forecaster.sim.engine import simulate
 from forecaster.sim.results import SimResult
 
@@ -48,6 +48,7 @@ class SimSpec:
     day_weekday: np.ndarray | None = None
     day_moq: np.ndarray | None = None
     amount_multiplier_new: float = 1.0
+    effects: MixEffects | None = None
 
     def run(self, first_trial: int = 0, n_trials: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> SimResult:
@@ -57,7 +58,7 @@ class SimSpec:
                         seed=self.seed, start_off=self.start_off, end_off=self.end_off,
                         period_start=self.period_start, arrivals=self.arrivals, day_weekday=self.day_weekday,
                         day_moq=self.day_moq, amount_multiplier_new=self.amount_multiplier_new,
-                        progress=progress, first_trial=first_trial)
+                        effects=self.effects, progress=progress, first_trial=first_trial)
 
 
 def trial_blocks(n_trials: int, n_blocks: int) -> list[tuple[int, int]]:

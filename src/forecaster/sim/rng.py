@@ -66,6 +66,7 @@ DOMAIN_OPEN = 0x4F50454E  # "OPEN": walks of open deals
 DOMAIN_GAMMA = 0x47414D4D  # "GAMM": per-trial, per-group rate multiplier
 DOMAIN_COUNT = 0x434F554E  # "COUN": number of new deals per (trial, group, day)
 DOMAIN_NEW = 0x4E455744  # "NEWD": entry stage, amount and walk of one new deal
+DOMAIN_FRAILTY = 0x4652414C  # "FRAL": per-trial level of the shared shock (model.shocks)
 
 # Packing of (group, day, k) into one non-negative int64 stream id for new deals: 15 + 20 + 28 bits.
 GROUP_BITS = 15

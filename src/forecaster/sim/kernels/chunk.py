@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from forecaster.sim.kernels.layout import KEY_OPEN
+from forecaster.sim.kernels.layout import KEY_FRAILTY, KEY_OPEN
 from forecaster.sim.kernels.units import n_trial_blocks
 from forecaster.sim.kernels.walk import unit_nb
-from forecaster.sim.rng import NJIT_PARALLEL, trial_key
+from forecaster.sim.rng import GOLDEN, NJIT_PARALLEL, hi32, mix64, pick_index, trial_key
 
 
 @njit(**NJIT_PARALLEL)
@@ -21,13 +21,17 @@ def simulate_chunk_nb(t0, tc, keys, tab, deals, arr, win, bufs):
     """Simulate trials ``t0 .. t0 + tc - 1``: open deals and new deals in parallel units, then the
     merge (module docstring).
 
-    ``keys`` uint64 [4]: base keys of the domains (KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW).
+    ``keys`` uint64 [5]: base keys of the domains (KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW, KEY_FRAILTY).
     Writes ``bufs.out_*`` rows ``t0 .. t0 + tc - 1`` and ``bufs.work*``; adds to the per-deal
     accumulators.
     """
     tkeys = bufs.tkeys
     for tt in range(tc):
         tkeys[tt] = trial_key(keys[KEY_OPEN], t0 + tt)
+    if tab.mix_on:  # each trial's level of the shared shock: draw 0 of its frailty stream
+        tlevel = bufs.tlevel
+        for tt in range(tc):
+            tlevel[tt] = pick_index(hi32(mix64(trial_key(keys[KEY_FRAILTY], t0 + tt) + GOLDEN)), tab.mix_nz)
     nb = bufs.work.shape[0]
     nr = n_trial_blocks(tc) if arr.on else 0
     for u in prange(nb + nr):

@@ -84,7 +84,7 @@ GUIDE_DAY_MASK = (1 << (GUIDE_SLOW_BIT - GUIDE_DAY_SHIFT)) - 1
 UNIT_DEALS, UNIT_TRIALS = 0, 1
 FIRST_FRESH, FIRST_AGED, FIRST_OLD = 0, 1, 2  # age 0; 0 < age < L (own tables); age >= L (tail)
 # Index of each domain's base key in the ``keys`` argument.
-KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW = 0, 1, 2, 3
+KEY_OPEN, KEY_GAMMA, KEY_COUNT, KEY_NEW, KEY_FRAILTY = 0, 1, 2, 3, 4
 
 
 class KernelTables(NamedTuple):
@@ -106,6 +106,18 @@ class KernelTables(NamedTuple):
     dest_fast: np.ndarray
     dest_is_fast: bool
     n_stages: int
+    dest_nback: np.ndarray
+    # Calendar effects and the shared shock (sim.compact.mixed_thresholds; mix_on False: unused): back
+    # thresholds at 1 / R per row, the start of the kept exits per (row, month of quarter), fb per (row,
+    # month, shock level), the month of the quarter of every day. mix_thin False (every rate 1): nothing is
+    # thinned and the plain draw holds with fb per (row, month, shock level).
+    mix_on: bool
+    mix_thin: bool
+    mix_nz: int
+    mix_bthr: np.ndarray
+    mix_ls: np.ndarray
+    mix_fb: np.ndarray
+    mix_moq: np.ndarray
 
 
 class KernelDeals(NamedTuple):
@@ -174,7 +186,9 @@ class KernelBuffers(NamedTuple):
     (destination << 24) | cell), booked int64 [units, 3 TB] (walks sorted by outcome), base_cell int64
     (base cell g S per walk), new_group int64 and new_amount float64 (a new deal's group and amount);
     deal_guide int64 [units, DEAL_GUIDE_SIZE] and deal_thr int64 [units, max L_c + 1]: the current
-    deal's first-spell tables (deal_tables in walk.py).
+    deal's first-spell tables (deal_tables in walk.py); tlevel int64 [tc_max]: each trial's shock level
+    (0 .. mix_nz - 1, with mix_on); walk_age, walk_entry int64 [units, TB]: with mix_on, the age from which
+    a walk's spell goes on after a thinned exit (0: a new spell) and the day that spell began.
     """
 
     buf_f: np.ndarray
@@ -201,6 +215,9 @@ class KernelBuffers(NamedTuple):
     new_amount: np.ndarray
     deal_guide: np.ndarray
     deal_thr: np.ndarray
+    tlevel: np.ndarray
+    walk_age: np.ndarray
+    walk_entry: np.ndarray
 
 
 def n_deal_blocks(n_deals: int) -> int:

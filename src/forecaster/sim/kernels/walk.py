@@ -134,6 +134,15 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     dest_k = tab.dest_k
     dest_fast = tab.dest_fast
     dest_is_fast = tab.dest_is_fast
+    dest_nback = tab.dest_nback
+    mix_on = tab.mix_on
+    mix_thin = tab.mix_thin
+    mix_nz = np.int64(tab.mix_nz)
+    mix_bthr = tab.mix_bthr
+    mix_ls = tab.mix_ls
+    mix_fb = tab.mix_fb
+    mix_moq = tab.mix_moq
+    tlevel = bufs.tlevel
     n_bcmp = dest_bthr.shape[1]
     n_vcmp = dest_vthr.shape[1]
     S = tab.n_stages
@@ -253,15 +262,14 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
         u1 = np.float64(hi) * TWO_M32
         return a + tail_days(math.log(1.0 - u1) / log1m_h[c]), np.int64(tail_bin[c])
 
-    def destination(row, u):
-        # The nested draw (sim.compact.nested_thresholds): u (32 bits) on the axis back | lost |
-        # forward; v, u rotated by 16 bits, among the forward destinations. Counting the thresholds
-        # <= u (and <= v) finds the entry without a data-dependent branch.
-        r = _U(row)
+    def destination_fb(r, u, fb):
+        # The nested draw (sim.compact.nested_thresholds) of row r with "forward" from fb: u (32 bits) on
+        # the axis back | lost | forward; v, u rotated by 16 bits, among the forward destinations.
+        # Counting the thresholds <= u (and <= v) finds the entry without a data-dependent branch.
         v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
         if dest_is_fast:  # the usual funnel: one cache line per row, entries in 16 bits each
             r8 = r << 3
-            fwd = u >= dest_fast[r8 + 1]
+            fwd = u >= fb
             j = (u >= dest_fast[r8]) + fwd * (1 + (v >= dest_fast[r8 + 2]) + (v >= dest_fast[r8 + 3]))
             return (dest_fast[r8 + 4] >> (np.int64(j) << 4)) & 0xFFFF
         j = 0
@@ -270,7 +278,87 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
         jv = 1
         for m in range(n_vcmp):
             jv += v >= dest_vthr[r, _U(m)]
-        return dest_k[r, _U(j + (u >= dest_fb[r]) * jv)]
+        return dest_k[r, _U(j + (u >= fb) * jv)]
+
+    def destination(row, u):
+        # The plain draw: the row's own fb.
+        r = _U(row)
+        return destination_fb(r, u, dest_fast[(r << 3) + 1] if dest_is_fast else dest_fb[r])
+
+    def destination_shock(row, u, day, z):
+        # Every exit rate 1 (nothing thinned): the plain nested draw with the lost threshold of the row's
+        # month and the trial's shock level (mixed_thresholds' fb; its ls is then the plain back cut).
+        r = _U(row)
+        return destination_fb(r, u, mix_fb[(r * _U(3) + _U(mix_moq[_U(day)])) * _U(mix_nz) + _U(z)])
+
+    def destination_mixed(row, u, day, z):
+        # The nested draw with the calendar effects and the shock (sim.compact.mixed_thresholds): moves
+        # back, thinned exits (-1: the spell goes on), kept exits lost up to fb, then forward. Branch-free:
+        # the entry index is #(back thresholds <= u) on the back part (nback there: thinned), else the
+        # lost entry (nback) plus, past fb, the forward offset.
+        r = _U(row)
+        rq = r * _U(3) + _U(mix_moq[_U(day)])
+        nbk = dest_nback[r]
+        v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
+        back = np.int64(u < mix_ls[rq])
+        fwd = np.int64(u >= mix_fb[rq * _U(mix_nz) + _U(z)])
+        if dest_is_fast:  # at most one move back and three forward: the packed entries of the row
+            r8 = r << 3
+            j = np.int64(u >= mix_bthr[r, 0])
+            jv = np.int64(v >= dest_fast[r8 + 2]) + np.int64(v >= dest_fast[r8 + 3])
+        else:
+            j = 0
+            for m in range(n_bcmp):
+                j += u >= mix_bthr[r, _U(m)]
+            jv = 0
+            for m in range(n_vcmp):
+                jv += v >= dest_vthr[r, _U(m)]
+        jj = np.int64(min(j, nbk))
+        idx = back * jj + (1 - back) * (nbk + fwd * (1 + jv))
+        thinned = back * np.int64(j >= nbk)
+        if dest_is_fast:
+            k = (dest_fast[(r << 3) + 4] >> (idx << 4)) & 0xFFFF
+        else:
+            k = np.int64(dest_k[r, _U(idx)])
+        return k - thinned * (k + 1)
+
+    def spell_cont(c, a, hi, room):
+        # A spell at age a >= 0 (a > 0: going on after a thinned exit; docs/kernel_contract.md): past the
+        # table its memoryless tail; else the fresh rule on hi2 = min(floor((1 - t) 2**32), 2**32 - 1),
+        # t = S(a - 1) (1 - hi / 2**32), so the exit is the first day with S(d) <= t to within 2**-32,
+        # through the guide tables (no scan), and never before a. At a = 0, S(-1) = 1 and hi2 = hi
+        # exactly (1 - (1 - hi / 2**32) is exact in float64): the fresh rule itself, so one path serves
+        # every spell.
+        L = cell_hdr[c, 4]
+        if a > 0 and a >= L:
+            return spell_old(c, a, hi)
+        off = cell_hdr[c, 2]
+        sp = surv[_U(off + a - 1)] if a > 0 else 1.0
+        t = sp * (1.0 - np.float64(hi) * TWO_M32)
+        hi2 = min(np.int64(math.floor((1.0 - t) * TWO_32)), np.int64(0xFFFFFFFF))
+        d, row = spell_fresh(c, hi2, room)
+        lw = cell_hdr[c, 1]
+        if d >= lw and lw < L and lw <= room:
+            # The fresh tables stop at Lw (enough for a spell entering on day 0 or later); this one (an
+            # open deal's first stay going on) entered before: the same rule in floats from Lw, by bisection.
+            t2 = 1.0 - np.float64(hi2) * TWO_M32
+            last = min(L - 1, room)
+            lo = max(a, lw)
+            top = max(last + 1, lo)
+            while lo < top:
+                mid = (lo + top) >> 1
+                if surv[_U(off + mid)] > t2:
+                    lo = mid + 1
+                else:
+                    top = mid
+            if lo <= last:
+                return lo, np.int64(day_bin[_U(off + lo)])
+            if last < L - 1:  # after the window: the exact day does not matter
+                return last + 1, np.int64(tail_bin[c])
+            return L + tail_days(math.log(t2 / surv[_U(off + L - 1)]) / log1m_h[c]), np.int64(tail_bin[c])
+        if d < a:
+            return a, np.int64(day_bin[_U(off + a)])
+        return d, row
 
     # Passes 1 and 2 in one: units of work in parallel, each a deal block (open deals) or a trial
     # block (new deals). Both feed batches of up to TB walks through the same code: first spells
@@ -316,6 +404,8 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
     work_new = bufs.work_new
     # This unit's rows of the scratch arrays, as 1-d views: one pointer each in the loops.
     walk_state = bufs.walk_state[u]  # states of the walks' next draws
+    walk_age = bufs.walk_age[u]  # with calendar rates: age a thinned spell goes on from (0: a new spell)
+    walk_entry = bufs.walk_entry[u]  # and the day it began
     walk_code = bufs.walk_codes[u]  # (q << 44) | (cell << 20) | day of the walks still going
     draws = bufs.draws[u]  # the visit's draw
     exit_code = bufs.exit_codes[u]  # (exit day << 20) | bin row, exit day capped at end_off + 1
@@ -398,6 +488,8 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                 draws[uq] = mix64(state)
                 walk_state[uq] = state
                 walk_code[uq] = (q << 44) | code0
+                walk_age[uq] = 0
+                walk_entry[uq] = day0
                 base_cell[uq] = base
         else:
             if tt >= thi:
@@ -457,6 +549,8 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     new_group[uq] = ng
                     base_cell[uq] = base_g
                     walk_code[uq] = (((nq + r) << 44) | code_g) + (np.int64(entry_k[ng, j]) << 20)
+                    walk_age[uq] = 0
+                    walk_entry[uq] = nday
                 nq += take
                 nk += take
                 if nk >= ncount:
@@ -490,8 +584,13 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     for j in range(m):
                         uj = _U(j)
                         code = walk_code[uj]
-                        day = code & 0xFFFFF
-                        d, row = spell_fresh((code >> 20) & 0xFFFFFF, np.int64(hi32(draws[uj])), end_off - day)
+                        if mix_thin:  # every spell by its age (a > 0: going on after a thinned exit)
+                            day = walk_entry[uj]
+                            d, row = spell_cont((code >> 20) & 0xFFFFFF, walk_age[uj], np.int64(hi32(draws[uj])),
+                                                end_off - day)
+                        else:
+                            day = code & 0xFFFFF
+                            d, row = spell_fresh((code >> 20) & 0xFFFFFF, np.int64(hi32(draws[uj])), end_off - day)
                         exit_code[uj] = (min(day + d, end_off + 1) << 20) | row
                 m2 = 0
                 for j in range(m):
@@ -501,12 +600,34 @@ def unit_nb(u, nb, nr, t0, tc, keys, tab, deals, arr, win, bufs):
                     uq = _U(q)
                     e = exit_code[uj]
                     day = e >> 20
-                    k = destination(e & 0xFFFFF, np.int64(lo32(draws[uj])))
-                    last_visit[uq] = (day << 40) | (k << 24) | ((code >> 20) & 0xFFFFFF)
-                    um = _U(m2)
-                    walk_state[um] = walk_state[uj] + GOLDEN
-                    walk_code[um] = (q << 44) | ((base_cell[uq] + k) << 20) | day
-                    m2 += (day <= end_off) & (k < S)
+                    if mix_thin:
+                        # The trial's shock level (walk q's trial for open deals, the unit's trial for new
+                        # ones); a thinned exit (k = -1) leaves the spell going on, a day older, in its cell.
+                        z = tlevel[_U(tb0 + q)] if kind == UNIT_DEALS else tlevel[_U(tt)]
+                        cell = (code >> 20) & 0xFFFFFF
+                        k = destination_mixed(e & 0xFFFFF, np.int64(lo32(draws[uj])), day, z)
+                        um = _U(m2)
+                        walk_state[um] = walk_state[uj] + GOLDEN
+                        # Branch-free: thin = 1 keeps the spell (its code, entry, age a day older).
+                        thin = np.int64(k < 0)
+                        kk = k + thin * (cell - base_cell[uq] - k)  # thinned: the stage it is in
+                        entry = walk_entry[uj]
+                        last_visit[uq] = (day << 40) | (kk << 24) | cell
+                        walk_code[um] = code + (1 - thin) * (((q << 44) | ((base_cell[uq] + kk) << 20) | day) - code)
+                        walk_entry[um] = entry + (1 - thin) * (day - entry)
+                        walk_age[um] = thin * (day - entry + 1)
+                        m2 += (day <= end_off) & ((thin == 1) | (kk < S))
+                    else:
+                        if mix_on:  # nothing thinned: the plain draw with the month's and the shock's fb
+                            z = tlevel[_U(tb0 + q)] if kind == UNIT_DEALS else tlevel[_U(tt)]
+                            k = destination_shock(e & 0xFFFFF, np.int64(lo32(draws[uj])), day, z)
+                        else:
+                            k = destination(e & 0xFFFFF, np.int64(lo32(draws[uj])))
+                        last_visit[uq] = (day << 40) | (k << 24) | ((code >> 20) & 0xFFFFFF)
+                        um = _U(m2)
+                        walk_state[um] = walk_state[uj] + GOLDEN
+                        walk_code[um] = (q << 44) | ((base_cell[uq] + k) << 20) | day
+                        m2 += (day <= end_off) & (k < S)
                 m = m2
                 visits += 1
             # Walks capped at MAX_STEPS visits stay open in the cell they moved to.
