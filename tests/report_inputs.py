@@ -98,6 +98,56 @@ def backtest_with_deal_scores() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return b, rows
 
 
+def diff_result() -> dict[str, Any]:
+    """A diff.json: every component, one with a deal named like markup."""
+    names = ("won", "lost", "created", "progressed", "moved_back", "aged", "amount", "pushed", "pulled_in", "model")
+    values = (150_000.0, -80_000.0, -12_000.0, 90_000.0, -5_000.0, -120_000.0, 0.0, -30_000.0, 8_000.0, 4_000.0)
+    comps = [{"name": n, "revenue": v, "won_deals": v / 50_000, "deals": 0 if v == 0 else 3,
+              "largest": [] if v == 0 else [{"deal_id": SCRIPT_DEAL if n == "won" else f"D{k}", "revenue": v / 2,
+                                             "won_deals": v / 100_000}]}
+             for k, (n, v) in enumerate(zip(names, values))]
+    totals = {"booked": {"revenue": 1e6, "won_deals": 30.0}, "open_deals": {"deals": 300, "revenue": 2e6, "won_deals": 40.0},
+              "new_deals": {"revenue": 2e5, "won_deals": 5.0}}
+    start = {"as_of": "2025-06-24", "revenue": 3.2e6, "won_deals": 75.0, **totals}
+    end = {"as_of": "2025-07-01", "revenue": 3.2e6 + sum(values), "won_deals": 75.0 + sum(values) / 50_000, **totals}
+    return {"from": "2025-06-24", "to": "2025-07-01", "window": {"start": "2025-07-01", "end": "2025-09-30"},
+            "currency": "EUR", "trials": 1500, "seed": 42, "new_deals": True, "start": start, "end": end,
+            "components": comps}
+
+
+def spread_result() -> dict[str, Any]:
+    """summary.json's spread: three deals alone (one named like markup), the rest, new deals, groups."""
+    var = 4e11
+    deals = [{"deal_id": SCRIPT_DEAL if i == 0 else f"D{i:04d}", "amount": 300_000.0 - 50_000 * i, "p_win": 0.4,
+              "own_variance": var * (0.2 - 0.05 * i), "shared_covariance": var * 0.01, "covariance": var * (0.21 - 0.05 * i),
+              "share": 0.21 - 0.05 * i} for i in range(3)]
+    return {"variance": var, "sd": var ** 0.5, "trials": 1500, "deals_alone": 3, "deals": deals,
+            "other_open_deals": {"deals": 200, "own_variance": var * 0.3, "shared_covariance": var * 0.02,
+                                 "covariance": var * 0.32, "share": 0.32},
+            "new_deals": {"covariance": var * 0.11, "share": 0.11},
+            "segments": {"product=Core": {"covariance": var * 0.4, "share": 0.4},
+                         "product=Pro": {"covariance": var * 0.6, "share": 0.6}},
+            "report_by": {"owner": {MARKUP_OWNER: {"covariance": var * 0.7, "share": 0.7},
+                                    "(new deals)": {"covariance": var * 0.3, "share": 0.3}}},
+            "high_trials": {"at_least": 4.5e6, "trials": 150}, "low_trials": {"at_most": 2.5e6, "trials": 150},
+            "separating": [{"deal_id": SCRIPT_DEAL, "amount": 300_000.0, "won_in_high": 0.8, "won_in_low": 0.1,
+                            "separation": 0.7}]}
+
+
+def inspect_result() -> dict[str, Any]:
+    """summary.json's inspect: one deal of each reason, one named like markup."""
+    def row(deal_id: str, reasons: list[str], why: str) -> dict[str, Any]:
+        return {"deal_id": deal_id, "stage": "proposal", "age_days": 40, "amount": 250_000.0, "p_win": 0.1,
+                "expected_revenue": 25_000.0, "crm_expected_close": "2025-08-01", "close_pushes": 4, "stale": True,
+                "variance_share": None, "reasons": reasons, "why": why}
+    return {"rules": {"slip_p_win_below": 0.25, "pushed_at_least": 3, "stale": "age in stage above the stage's P90",
+                      "range_deals": 5, "per_reason": 10},
+            "flagged": {"slip_risk": 12, "pushed": 4, "stale": 30, "range": 5},
+            "deals": [row(SCRIPT_DEAL, ["slip_risk", "pushed"], "CRM close date 2025-08-01 is inside the window, but "
+                          "the deal is won inside it in only 10.0% of trials; close date pushed 4 times (60 days in all)"),
+                      row("D0002", ["stale"], "40 days in proposal, longer than 90% of stays there")]}
+
+
 def full_report() -> ReportData:
     s = full_summary()
     b, rows = backtest_with_deal_scores()
@@ -108,7 +158,8 @@ def full_report() -> ReportData:
         funnel=golden("sample_funnel")["all"], change={"as_of": "2025-06-01", "window": None,
                                                        "revenue": {"mean": 1e5, "p50": -5e4}, "won_deals": {"p50": 3.0},
                                                        "p_quota": 0.04},
-        compare=compare_with_sweep(), backtest=b, backtest_rows=rows,
+        compare=compare_with_sweep(), backtest=b, backtest_rows=rows, diff=diff_result(), spread=spread_result(),
+        inspect=inspect_result(),
         warnings=["warning: won/lost stage rows (closing taken from deals.closed_at) (2293)"],
         provenance={"config": "configs/x.yaml", "config_sha256": "ab" * 32, "data_fingerprint": "cd" * 32,
                     "seed": 42, "trials": 1500, "version": "0.1.0",

@@ -100,10 +100,11 @@ def check_page(page, n_charts: int, n_rows: int) -> dict:
 def test_the_sample_report_in_chromium(browser, sample_report):
     page = visit(browser, sample_report)
     try:
-        s = check_page(page, n_charts=5, n_rows=25)
+        s = check_page(page, n_charts=6, n_rows=25)
     finally:
         page.close()
-    assert s["sections"] == ["headline", "distribution", "fan", "breakdowns", "deals", "funnel", "provenance"]
+    assert s["sections"] == ["headline", "distribution", "fan", "breakdowns", "spread", "deals", "inspect", "funnel",
+                             "provenance"]
     assert s["headings"][:3] == ["deal", "product", "stage"] and "P(win in window)" in s["headings"]
     assert all(r[0].startswith("D") for r in s["rows"])
 
@@ -111,7 +112,7 @@ def test_the_sample_report_in_chromium(browser, sample_report):
 def test_every_section_and_crm_markup_in_chromium(browser, full_report):
     page = visit(browser, full_report)
     try:
-        s = check_page(page, n_charts=13, n_rows=25)
+        s = check_page(page, n_charts=15, n_rows=25)
         cell = page.evaluate("document.querySelector('#deal-table tbody td').textContent")
     finally:
         page.close()

@@ -18,7 +18,8 @@ from tests.conftest import REPO, shared_data
 
 SAMPLE = REPO / "src" / "forecaster" / "sample" / "forecaster.yaml"
 SCENARIOS = REPO / "configs" / "scenarios.yaml"
-SECTIONS = ("headline", "distribution", "fan", "breakdowns", "deals", "funnel", "scenarios", "backtest", "provenance")
+SECTIONS = ("headline", "diff", "distribution", "fan", "breakdowns", "spread", "deals", "inspect", "funnel", "scenarios",
+            "backtest", "provenance")
 
 
 def section_ids(page: str) -> list[str]:
@@ -32,8 +33,13 @@ def chart_ids(page: str) -> list[str]:
 def test_every_section_renders_when_its_data_is_there():
     page = render_report(I.full_report())
     assert section_ids(page) == list(SECTIONS)
-    assert chart_ids(page) == ["revenue-histogram", "fan", "periods", "segments", "report-by-2", "funnel", "forest",
-                               "sweep-0", "sweep-1", "backtest-intervals", "pit", "skill", "reliability"]
+    assert chart_ids(page) == ["waterfall", "revenue-histogram", "fan", "periods", "segments", "report-by-2",
+                               "variance-shares", "funnel", "forest", "sweep-0", "sweep-1",
+                               "backtest-intervals", "pit", "skill",
+                               "reliability"]
+    assert "What moved since 2025-06-24" in page and ">close pushed</td>" in page and ">model (refit)</td>" in page
+    assert 'id="spread-table"' in page and 'id="separating-table"' in page and ">200 other open deals</td>" in page
+    assert 'id="inspect-table"' in page and "12 slip risks" in page
     assert "amounts in EUR" in page and "won revenue in the window (EUR)" in page  # the currency code on axes
     assert "Won since 2025-04-01 (actual)" in page and "1.25M" in page  # won to date
     assert "won to date (actual)" in page  # the fan chart's actuals
@@ -100,7 +106,7 @@ def test_the_sample_report_is_byte_identical_for_a_fixed_seed_but_one_line(runne
     differ = [x for x, y in zip(a, b) if x != y]
     assert all(GENERATED_PREFIX in x for x in differ) and len(differ) <= 1
     assert [x for x in a if GENERATED_PREFIX in x] and section_ids(pages[0]) == [
-        "headline", "distribution", "fan", "breakdowns", "deals", "funnel", "provenance"]
+        "headline", "distribution", "fan", "breakdowns", "spread", "deals", "inspect", "funnel", "provenance"]
     assert f"forecaster report {SAMPLE} --as-of 2025-07-01 --start 2025-07-01 --end 2025-09-30 --trials 400 " \
            f"--seed 3 -o {out}" in pages[0]
 
@@ -128,12 +134,13 @@ def test_report_with_compare_backtest_and_previous(runner, tmp_path):
     assert r.exit_code == 0, r.output
     out = tmp_path / "full.html"
     r = runner.invoke(main, ["report", str(SCENARIOS), "-o", str(out), "--trials", "200", "--compare",
-                             "--backtest", "2025-03-01:2025-04-01", "--previous", str(prev / "summary.json")])
+                             "--backtest", "2025-03-01:2025-04-01", "--previous", str(prev / "summary.json"),
+                             "--since", "2025-06-24"])
     assert r.exit_code == 0, r.output
     page = out.read_text()
     assert section_ids(page) == list(SECTIONS)
-    assert "Change since the run as of 2025-06-01" in page
-    assert "--compare --backtest 2025-03-01:2025-04-01" in page
+    assert "Change since the run as of 2025-06-01" in page and "What moved since 2025-06-24" in page
+    assert "--compare --backtest 2025-03-01:2025-04-01 --since 2025-06-24" in page
 
 
 def test_forecast_compare_and_backtest_write_their_report(runner, tmp_path):
@@ -192,6 +199,9 @@ ERRORS = [
     (["compare", "{scenarios}", "--csv"], "--csv: the CSV files go next to the Parquet files"),
     (["backtest", "{sample}", "--from", "2025-03-01", "--to", "2025-04-01", "--csv"], "--csv: the CSV files go"),
     (["report", "{sample}", "-o", "{out}", "--as-of", "soon"], "'soon' is not a date YYYY-MM-DD"),
+    (["report", "{sample}", "-o", "{out}", "--trials", "20", "--since", "2025-07-08"],
+     "--since 2025-07-08 is after the forecast's as-of 2025-07-01"),
+    (["report", "{sample}", "-o", "{out}", "--since", "last week"], "'last week' is not a date YYYY-MM-DD"),
     (["forecast", "{sample}", "--report", "{tmp}"], "is a directory"),
     (["compare", "{scenarios}", "--report", "{tmp}"], "is a directory"),
     (["backtest", "{sample}", "--from", "2025-03-01", "--to", "2025-04-01", "--report", "{tmp}"], "is a directory"),

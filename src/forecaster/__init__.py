@@ -6,8 +6,8 @@ scenarios, plan, funnel, backtest) -> ``report`` (terminal, files). The public A
 
 - ``load_config(path)`` -> ``Config``; ``load(config, as_of)`` -> ``Snapshot``; ``fit(snapshot, config)``
   -> ``PipelineModel``;
-- ``forecast``, ``compare``, ``plan``, ``backtest``, ``funnel``, ``funnel_change``: one call per job
-  (forecaster.api); ``html_report`` renders their finished results as one HTML page;
+- ``forecast``, ``compare``, ``plan``, ``backtest``, ``funnel``, ``funnel_change``, ``diff``: one call per
+  job (forecaster.api); ``html_report`` renders their finished results as one HTML page;
 - ``open_engine(config.engine)``: where simulations run (local threads or Dask workers), reusable across
   calls through their ``engine=`` argument;
 - errors: ``ForecasterError`` and its kinds ``ConfigError``, ``DataError``, ``ModelError``, ``EngineError``.
@@ -28,13 +28,14 @@ _LAZY = {
     "Backtest": "forecaster.api", "Comparison": "forecaster.api", "backtest": "forecaster.api",
     "compare": "forecaster.api", "fit": "forecaster.api", "forecast": "forecaster.api",
     "funnel": "forecaster.api", "funnel_change": "forecaster.api", "load": "forecaster.api",
-    "plan": "forecaster.api", "html_report": "forecaster.api",
+    "diff": "forecaster.api", "Diff": "forecaster.analysis.diff", "plan": "forecaster.api",
+    "html_report": "forecaster.api",
     "Forecast": "forecaster.analysis.forecast", "Config": "forecaster.config", "load_config": "forecaster.config",
     "Snapshot": "forecaster.crm", "PipelineModel": "forecaster.model", "open_engine": "forecaster.sim.engines",
 }
 
 __all__ = [
-    "Backtest", "Comparison", "Config", "ConfigError", "DataError", "EngineError", "Forecast", "ForecasterError",
+    "Backtest", "Comparison", "Config", "ConfigError", "DataError", "Diff", "diff", "EngineError", "Forecast", "ForecasterError",
     "ModelError", "PipelineModel", "Snapshot", "__version__", "backtest", "compare", "fit", "forecast", "funnel",
     "funnel_change", "html_report", "load", "load_config", "open_engine", "plan",
 ]

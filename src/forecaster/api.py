@@ -32,6 +32,7 @@ from forecaster.crm import Snapshot
 from forecaster.errors import ConfigError
 
 if TYPE_CHECKING:
+    from forecaster.analysis.diff import Diff
     from forecaster.analysis.forecast import Forecast
     from forecaster.model import PipelineModel
     from forecaster.sim.engines import Engine
@@ -77,18 +78,40 @@ def fit(snapshot: Snapshot, config: Config | str | Path) -> PipelineModel:
 
 
 def forecast(config: Config | str | Path, *, model_dir: str | Path | None = None,
-             progress: Callable[[int, int], None] | None = None, engine: Engine | None = None) -> Forecast:
+             progress: Callable[[int, int], None] | None = None, engine: Engine | None = None,
+             explain: bool = False) -> Forecast:
     """Forecast revenue and won deals in the config's window (as_of, start, end, trials, seed, quota from
     ``config.forecast``; override with ``config.with_forecast(...)``). ``model_dir``: reuse a saved model.
-    ``engine``: an open engine to run on (default: ``config.engine``'s, for this call).
+    ``engine``: an open engine to run on (default: ``config.engine``'s, for this call). ``explain``: add
+    the summary's ``spread`` (what makes the range wide) and ``inspect`` (the deals to look at).
     Returns a ``Forecast``: ``summary`` (the layout of summary.json), ``sim`` (per-trial and per-deal raw
     results), the snapshot and the model."""
     from forecaster.analysis.forecast import run_forecast
 
     cfg = _config(config)
     with _engine(cfg, engine) as eng:
-        return run_forecast(cfg, model_dir=Path(model_dir) if model_dir is not None else None,
-                            progress=progress, engine=eng)
+        result = run_forecast(cfg, model_dir=Path(model_dir) if model_dir is not None else None,
+                              progress=progress, engine=eng)
+        return with_explanation(result, eng) if explain else result
+
+
+def with_explanation(result: Forecast, engine: Engine | None = None) -> Forecast:
+    """The forecast with ``spread`` and ``inspect`` in its summary (computed once; timing under
+    ``timing.explain_s``)."""
+    import dataclasses
+    import time
+
+    from forecaster.analysis.explain import explain as _explain
+    from forecaster.sim.engines import LOCAL
+
+    if "spread" in result.summary:
+        return result
+    t0 = time.perf_counter()
+    parts = _explain(result, engine or LOCAL)
+    summary = {**result.summary, **parts}
+    if "timing" in summary:
+        summary["timing"] = {**summary["timing"], "explain_s": time.perf_counter() - t0}
+    return dataclasses.replace(result, summary=summary)
 
 
 @dataclass(frozen=True)
@@ -165,6 +188,18 @@ def backtest(config: Config | str | Path, start: dt.date, end: dt.date, *, every
     return Backtest(summary, rows)
 
 
+def diff(config: Config | str | Path, d_from: dt.date, d_to: dt.date, *, start: dt.date | None = None,
+         end: dt.date | None = None) -> Diff:
+    """What moved between the forecast of one window as of ``d_from`` and as of ``d_to`` (the window:
+    ``start`` .. ``end``, default the fiscal quarter that contains ``d_to``), split into won, lost,
+    created, progressed, moved back, aged, amount, pushed, pulled in and model parts that add up to the
+    change of the expected revenue and won deals (docs/explain.md). Returns a ``Diff``: ``result``
+    (diff.json) and ``rows`` (diff.parquet, one row per deal and part). Runs in this process."""
+    from forecaster.analysis.diff import run_diff
+
+    return run_diff(_config(config), d_from, d_to, start, end)
+
+
 def funnel(model: PipelineModel, snapshot: Snapshot, segment: tuple[str, ...] = ()) -> dict[str, Any]:
     """Funnel metrics per stage of a model on the snapshot it was fitted on: conversion, win rate, time in
     stage, stale deals, velocity and the bottleneck; ``segment``: 'COL=VALUE' items to select."""
@@ -175,12 +210,14 @@ def funnel(model: PipelineModel, snapshot: Snapshot, segment: tuple[str, ...] = 
 
 def html_report(*, forecast: Forecast | None = None, comparison: Comparison | None = None,
            backtest: Backtest | None = None, config: Config | None = None, previous: dict[str, Any] | None = None,
-           command: str = "", generated_at: str | None = None) -> str:
+           diff: dict[str, Any] | None = None, command: str = "", generated_at: str | None = None) -> str:
     """The HTML report of finished results (one self-contained page, docs/outputs.md): the forecast's
-    headline, distribution, fan chart (its trials rerun with weekly periods), breakdowns, top deals and
-    funnel; the scenarios of a ``comparison``; the scores of a ``backtest``; the change since a
-    ``previous`` summary.json; provenance with the ``command`` that reproduces it. Sections without data
-    are left out. ``config``: for provenance when no forecast is given. Returns the HTML text."""
+    headline, distribution, fan chart (its trials rerun with weekly periods), breakdowns, what makes the
+    range wide, top deals, the deals to inspect (both computed here unless the forecast was explained)
+    and funnel; the scenarios of a ``comparison``; the scores of a ``backtest``; the change since a
+    ``previous`` summary.json; the waterfall of a ``diff`` (diff.json); provenance with the ``command``
+    that reproduces it. Sections without data are left out. ``config``: for provenance when no forecast is
+    given. Returns the HTML text."""
     from forecaster.analysis import funnel as _funnel
     from forecaster.analysis import report_data as _report_data
     from forecaster.analysis.summary import deals_table
@@ -189,14 +226,15 @@ def html_report(*, forecast: Forecast | None = None, comparison: Comparison | No
     parts: dict[str, Any] = {}
     summary = None
     if forecast is not None:
-        f = forecast
+        f = with_explanation(forecast)
         config = config or f.config
         summary = f.summary
         deals = deals_table(f)
         parts.update(revenue_histogram=_report_data.revenue_histogram(f.sim.revenue),
                      cumulative=_report_data.cumulative_by_week(f), deals=_report_data.top_deals(deals),
                      open_deals=deals.num_rows, segment_by=tuple(f.model.segment_by),
-                     funnel=_funnel.funnel(f.model, f.data), warnings=[w.line() for w in f.data.warnings])
+                     funnel=_funnel.funnel(f.model, f.data), warnings=[w.line() for w in f.data.warnings],
+                     spread=summary["spread"], inspect=summary["inspect"])
     elif comparison is not None:
         summary = comparison.result["baseline"]
         baseline = _report_data.scenario_revenue(comparison.trials, "baseline")
@@ -206,6 +244,8 @@ def html_report(*, forecast: Forecast | None = None, comparison: Comparison | No
         parts["compare"] = comparison.result
     if backtest is not None:
         parts.update(backtest=backtest.summary, backtest_rows=backtest.rows)
+    if diff is not None:
+        parts["diff"] = diff
     if previous is not None and summary is not None:
         parts["change"] = _report_data.change_since(previous, summary)
     prov: dict[str, Any] = {"command": command, "version": (summary or {}).get("version")}
@@ -213,12 +253,14 @@ def html_report(*, forecast: Forecast | None = None, comparison: Comparison | No
         prov.update(config=str(config.path) if config.path else None, config_sha256=config.sha256)
     if summary is not None:
         prov.update(data_fingerprint=summary.get("data_fingerprint"), seed=summary["seed"], trials=summary["trials"])
+    if summary is None and diff is not None:
+        prov.update(seed=diff["seed"], trials=diff["trials"])
     if prov["version"] is None:
         from forecaster._version import __version__
 
         prov["version"] = __version__
     name = config.path.name if config is not None and config.path else "forecast"
-    kind = "Forecast" if summary is not None else "Backtest"
+    kind = "Forecast" if summary is not None else "Backtest" if backtest is not None else "Change"
     return render_report(ReportData(title=f"{kind} report: {name}", summary=summary, provenance=prov,
                                     generated_at=generated_at or timestamp(), **parts))
 

@@ -95,21 +95,50 @@ def open_p_win(base: Base) -> np.ndarray:
     return simulate_base(base, arrivals=None).deal_p_win
 
 
-def new_deal_allowance(base: Base) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The expected new deals won inside the window, per (arrival day, segment, entry stage) with arrivals:
-    (arrival day number int64, expected revenue float64, expected wins float64), each [k]. Expected
-    arrivals rate x weekday x month-of-quarter factor (the per-trial gamma factor has mean 1), entry share,
-    P(won inside the window) of a deal entering that stage that day, and the segment's mean amount."""
+@dataclass(frozen=True)
+class Allowance:
+    """The expected new deals won inside the window, one entry per (arrival day, segment, entry stage) with
+    arrivals, each [k]: ``day`` int64 (day number), ``weight`` float64 (expected arrivals that day in that
+    segment and entry stage), ``p_win`` float64 (the pseudo deal's share of won trials), ``mean_amount``
+    float64 (the segment's mean new-deal amount), ``revenue`` and ``wins`` float64 (their products)."""
+
+    day: np.ndarray
+    weight: np.ndarray
+    p_win: np.ndarray
+    mean_amount: np.ndarray
+
+    @property
+    def wins(self) -> np.ndarray:
+        return self.weight * self.p_win
+
+    @property
+    def revenue(self) -> np.ndarray:
+        return self.wins * self.mean_amount
+
+    def total(self, mask: np.ndarray | None = None) -> tuple[float, float]:
+        """(revenue, wins) of the entries ``mask`` (all by default)."""
+        m = slice(None) if mask is None else mask
+        return float(self.revenue[m].sum()), float(self.wins[m].sum())
+
+
+NO_ALLOWANCE = Allowance(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
+
+
+def new_deal_allowance(base: Base) -> Allowance:
+    """The new-deal allowance of a forecast: expected arrivals (rate x weekday x month-of-quarter factor;
+    the per-trial gamma factor has mean 1) x entry share per day, segment and entry stage, each valued by a
+    pseudo deal entering that stage that day at age 0 (its own stream, keyed by segment, stage and date,
+    so two forecasts value the same arrival day with the same draws), times the segment's mean amount."""
     a = base.arrivals
     if a is None:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        return NO_ALLOWANCE
     model = base.model
     S = model.n_stages
     lam = a.rate[:, None] * a.weekday_factor[:, base.weekday] * a.moq_factor[:, base.moq]  # [G, days]
     weight = lam[:, None, :] * a.entry_p[:, :, None]  # [G, S, days]
     g, s, d = np.nonzero(weight > 0)
     if len(g) == 0:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        return NO_ALLOWANCE
     day = base.data.as_of + d.astype(np.int64)
     keys = [f"\x1fnew deal\x1f{model.group_name(gi)}\x1f{model.stages[si]}\x1f{di}"
             for gi, si, di in zip(g.tolist(), s.tolist(), day.tolist())]
@@ -119,8 +148,7 @@ def new_deal_allowance(base: Base) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     p = simulate_base(base, deals=pseudo, arrivals=None).deal_p_win
     pools = [a.amount_pool[a.amount_off[i]:a.amount_off[i + 1]] for i in range(a.n_groups)]
     mean_amount = np.array([x.mean() if len(x) else 0.0 for x in pools])
-    wins = weight[g, s, d] * p
-    return day, wins * mean_amount[g], wins
+    return Allowance(day, weight[g, s, d], p, mean_amount[g])
 
 
 def deal_values(snap: Any, open_idx: np.ndarray, p_open: np.ndarray, window: tuple[int, int]
@@ -134,11 +162,11 @@ def deal_values(snap: Any, open_idx: np.ndarray, p_open: np.ndarray, window: tup
     return snap.amount * wins, wins
 
 
-def _totals(as_of: dt.date, revenue: np.ndarray, wins: np.ndarray, is_open: np.ndarray,
-            new: tuple[np.ndarray, ...]) -> dict[str, Any]:
+def _totals(as_of: dt.date, revenue: np.ndarray, wins: np.ndarray, is_open: np.ndarray, new: Allowance
+            ) -> dict[str, Any]:
     """start / end of the JSON: the expected revenue and wins of the window as of one date, and its parts
     (per-deal arrays over any set of deals that holds every deal known then)."""
-    new_rev, new_wins = float(new[1].sum()), float(new[2].sum())
+    new_rev, new_wins = new.total()
     booked = ~is_open
     return {"as_of": as_of.isoformat(), "revenue": float(revenue.sum()) + new_rev,
             "won_deals": float(wins.sum()) + new_wins,
@@ -204,8 +232,8 @@ class Valued:
     rev2: np.ndarray
     win2: np.ndarray
     p2: np.ndarray
-    new1: tuple[np.ndarray, np.ndarray, np.ndarray]
-    new2: tuple[np.ndarray, np.ndarray, np.ndarray]
+    new1: Allowance
+    new2: Allowance
     known1: np.ndarray
     at_d1: np.ndarray
 
@@ -261,11 +289,11 @@ def contributions(base1: Base, base2: Base, v: Valued) -> Rows:
     rows.add(np.where(status2 == WON, "won", "lost").astype(object), changed, v.rev2 - v.rev1, v.win2 - v.win1)
     rows.add("model", status2 == OPEN, v.rev2 - v.rev12, v.win2 - v.win12)
     if base1.arrivals is not None or base2.arrivals is not None:
-        day1, r1, w1 = v.new1
-        before = day1 < s2.as_of  # the allowance for arrivals between D1 and D2
-        rows.add_allowance("created", -float(r1[before].sum()), -float(w1[before].sum()))
-        rows.add_allowance("model", float(v.new2[1].sum()) - float(r1[~before].sum()),
-                           float(v.new2[2].sum()) - float(w1[~before].sum()))
+        before = v.new1.day < s2.as_of  # the allowance for arrivals between D1 and D2
+        held_rev, held_wins = v.new1.total(before)
+        rows.add_allowance("created", -held_rev, -held_wins)
+        (rev2, wins2), (rest_rev, rest_wins) = v.new2.total(), v.new1.total(~before)
+        rows.add_allowance("model", rev2 - rest_rev, wins2 - rest_wins)
     return rows
 
 

@@ -263,6 +263,12 @@ def simulate_forecast(base: Base, progress: Callable[[int, int], None] | None = 
     return replace(merge_results(parts), seed=cfg.forecast.seed)
 
 
+def subset_simulator(base: Base, engine: Engine = LOCAL) -> Callable[[OpenDeals], SimResult]:
+    """The forecast's trials of some of its open deals, without new deals: the same seed, blocks and models,
+    so each deal does exactly what it did in the full forecast (its own stream; report_by and spread)."""
+    return lambda deals: simulate_forecast(base, engine=engine, deals=deals, new_deals=False)
+
+
 def run_forecast(config: Config, *, model_dir: Path | None = None,
                  progress: Callable[[int, int], None] | None = None, engine: Engine = LOCAL) -> Forecast:
     """Forecast revenue and won deals in the config's window (flags already merged into ``config``)."""
@@ -270,7 +276,7 @@ def run_forecast(config: Config, *, model_dir: Path | None = None,
     base = prepare(config, model_dir=model_dir)
     t_prepared = time.perf_counter()
     sim = simulate_forecast(base, progress=progress, engine=engine)
-    groups = rollups(base, sim, lambda deals: simulate_forecast(base, engine=engine, deals=deals, new_deals=False))
+    groups = rollups(base, sim, subset_simulator(base, engine))
     t_simulated = time.perf_counter()
     summary = summarize_base(base, sim, rollups=groups)
     summary["timing"] = {**base.timing, "simulate_s": t_simulated - t_prepared,

@@ -30,7 +30,8 @@ from forecaster.cli.group import main
 from forecaster.errors import ConfigError
 
 def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: str, quiet: bool,
-                   report_file: Path | None = None, csv: bool = False, config_path: Path | None = None) -> None:
+                   report_file: Path | None = None, csv: bool = False, config_path: Path | None = None,
+                   explain: bool = False) -> None:
     import forecaster
     from forecaster.analysis.report_data import forecast_tables
     from forecaster.config import dump_config
@@ -41,7 +42,7 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
     say_if_compiling(quiet or fmt == "json", cfg)
     bar = Progress(quiet)
     try:
-        result = forecaster.forecast(cfg, model_dir=model_dir, progress=bar)
+        result = forecaster.forecast(cfg, model_dir=model_dir, progress=bar, explain=explain)
     finally:
         bar.close()
     written = []
@@ -55,6 +56,10 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
         click.echo(dumps(result.summary))
     elif not quiet:
         print_forecast(result.summary)
+        if explain:
+            from forecaster.report.explain import print_explain
+
+            print_explain(result.summary)
         for line in written:
             click.echo(f"wrote {line}")
 
@@ -72,12 +77,14 @@ def run_and_report(cfg: Any, out_dir: Path | None, model_dir: Path | None, fmt: 
               help="Reuse a model written by `forecaster fit` instead of fitting again.")
 @format_option
 @click.option("--quiet", is_flag=True, help="No table and no progress bar (JSON with --format json still prints).")
+@click.option("--explain", is_flag=True,
+              help="Also say what makes the range wide (summary.json 'spread') and which deals to inspect ('inspect').")
 @output_options
 @engine_options
 @handles_errors
 def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int | None, as_of: dt.date | None,
              start: dt.date | None, end: dt.date | None, model_dir: Path | None, fmt: str, quiet: bool,
-             report_file: Path | None, csv: bool, engine: str | None, scheduler: str | None,
+             explain: bool, report_file: Path | None, csv: bool, engine: str | None, scheduler: str | None,
              workers: int | None) -> None:
     """Forecast revenue and won deals in a window, as distributions.
 
@@ -86,12 +93,13 @@ def forecast(config: Path, out_dir: Path | None, trials: int | None, seed: int |
 
     \b
     Example:  forecaster forecast configs/example.yaml --trials 20000 -o out/ --report out/report.html
+    Explain:  forecaster forecast configs/example.yaml --explain
     On Dask:  forecaster forecast configs/example.yaml --engine dask --workers 4 -o out/
     """
     cfg = checked_config(config, (engine, scheduler, workers), trials=trials, seed=seed, as_of=as_of, start=start,
                          end=end)
     check_csv(csv, out_dir)
-    run_and_report(cfg, out_dir, model_dir, fmt, quiet, report_file, csv, config)
+    run_and_report(cfg, out_dir, model_dir, fmt, quiet, report_file, csv, config, explain)
 
 
 @main.command()
@@ -219,20 +227,25 @@ def backtest(config: Path, start: dt.date, end: dt.date, every: str, window: str
               help="Add a backtest with monthly cutoffs FROM:TO and quarter windows, e.g. 2025-01-01:2025-04-01.")
 @click.option("--previous", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="summary.json of an earlier run: the headline shows the change since it.")
+@click.option("--since", type=DATE, default=None,
+              help="An earlier forecast date: add what moved since then (the waterfall of `forecaster diff`).")
 @click.option("--trials", type=click.IntRange(min=10), default=None, help="Monte Carlo trials (default: the config's).")
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Random seed (same seed, same report).")
 @as_of_option
 @handles_errors
 def report(config: Path, out_file: Path, with_compare: bool, backtest_range: tuple[dt.date, dt.date] | None,
-           previous: Path | None, trials: int | None, seed: int | None, as_of: dt.date | None) -> None:
+           previous: Path | None, since: dt.date | None, trials: int | None, seed: int | None,
+           as_of: dt.date | None) -> None:
     """Write the report a revenue team opens: one HTML file with charts that opens offline.
 
     Headline (P10/P50/P90, P(quota), won so far this quarter, change since --previous), distribution,
-    revenue by week, periods and groups, the deals that carry the forecast, the funnel; with --compare
-    the scenarios, with --backtest the scores (docs/outputs.md). Same seed: the same file but its timestamp.
+    revenue by week, periods and groups, what makes the range wide, the deals that carry the forecast,
+    the deals to inspect, the funnel; with --since what moved since that date, with --compare the
+    scenarios, with --backtest the scores (docs/outputs.md). Same seed: the same file but its timestamp.
 
     \b
     Example:  forecaster report configs/scenarios.yaml -o report.html --compare --backtest 2025-03-01:2025-05-01
+    Weekly:   forecaster report configs/example.yaml --as-of 2025-06-09 --since 2025-06-02 -o report.html
     """
     import forecaster
     from forecaster.analysis.report_data import load_previous
@@ -242,10 +255,18 @@ def report(config: Path, out_file: Path, with_compare: bool, backtest_range: tup
     if with_compare and not cfg.scenarios:
         raise ConfigError(f"--compare: {config} has no scenarios (add a 'scenarios:' list; see configs/scenarios.yaml)")
     say_if_compiling(False)
-    result = forecaster.forecast(cfg)
+    result = forecaster.forecast(cfg, explain=True)
+    moved = None
+    if since is not None:
+        s = result.summary
+        now = dt.date.fromisoformat(s["as_of"])
+        if since > now:
+            raise ConfigError(f"--since {since} is after the forecast's as-of {now}")
+        moved = forecaster.diff(cfg, since, now, end=dt.date.fromisoformat(s["window"]["end"])).result
     comparison = forecaster.compare(cfg) if with_compare else None
     bt = forecaster.backtest(cfg, *backtest_range) if backtest_range else None
     extra = ["--compare"] * with_compare + (["--backtest", ":".join(map(str, backtest_range))] if bt else [])
-    write_report(out_file, forecast=result, comparison=comparison, backtest=bt, previous=prev,
+    extra += ["--since", since] if since is not None else []
+    write_report(out_file, forecast=result, comparison=comparison, backtest=bt, previous=prev, diff=moved,
                  command=forecast_command("report", config, result.summary, "-o", out_file, *extra))
     click.echo(f"wrote {out_file}")

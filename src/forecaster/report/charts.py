@@ -223,3 +223,48 @@ def funnel_lost_value(stages: list[str], lost_value: dict[str, float], bottlenec
                + "; ".join(f"{n} {money(v)}" for n, v in zip(stages, values)) + f". Bottleneck: {bottleneck}.")
         return finish(fig, ax, "funnel", "Value lost per new deal, by stage (bottleneck hatched)",
                       f"value lost per new deal entering the funnel ({unit(currency)})", "stage", alt)
+
+
+def waterfall(steps: list[tuple[str, float]], start: tuple[str, float], end: tuple[str, float],
+              currency: str | None) -> Chart:
+    """The change of the forecast as a horizontal waterfall: the start and end totals as bars from the
+    axis, each step a bar from the running total (rises plain, falls hatched, so greyscale keeps them
+    apart). The axis shows the stretch the totals move in, not zero."""
+    with chart_style("waterfall"):
+        fig, ax = new_figure(max(2.4, 0.9 + 0.3 * (len(steps) + 2)))
+        labels = [start[0]] + [name for name, _ in steps] + [end[0]]
+        ys = list(range(len(labels)))[::-1]
+        level = [start[1]]
+        for _, delta in steps:
+            level.append(level[-1] + delta)
+        lo, hi = min(level + [end[1]]), max(level + [end[1]])
+        pad = max(hi - lo, abs(hi) * 0.02, 1.0) * 0.15
+        floor = max(0.0, lo - pad) if lo >= 0 else lo - pad
+        for y, value in ((ys[0], start[1]), (ys[-1], end[1])):
+            ax.barh(y, value - floor, left=floor, color=DARK, height=0.6)
+        for y, (_, delta), before in zip(ys[1:-1], steps, level[:-1]):
+            bar = ax.barh(y, delta, left=before, height=0.6, color=MID if delta >= 0 else LIGHT,
+                          edgecolor=DARK, linewidth=0.6)
+            if delta < 0:
+                bar[0].set_hatch("///")
+        ax.set_yticks(ys, labels)
+        ax.set_xlim(floor, hi + pad)
+        money_axis(ax.xaxis)
+        alt = (f"Waterfall from {start[0]} {money(start[1])} to {end[0]} {money(end[1])}: "
+               + "; ".join(f"{name} {'+' if d > 0 else ''}{money(d)}" for name, d in steps) + ".")
+        return finish(fig, ax, "waterfall", "What moved the forecast (rises plain, falls hatched; the axis does not start at 0)",
+                      f"expected revenue in the window ({unit(currency)})", "part of the change", alt)
+
+
+def variance_shares(rows: list[tuple[str, float]]) -> Chart:
+    """Per part (deal or group) its share of the variance of window revenue, largest first."""
+    with chart_style("variance-shares"):
+        fig, ax = new_figure(max(1.8, 0.8 + 0.3 * len(rows)))
+        ys = list(range(len(rows)))[::-1]
+        ax.barh(ys, [share for _, share in rows], color=MID, height=0.6)
+        ax.set_yticks(ys, [name for name, _ in rows])
+        percent_axis(ax.xaxis)
+        alt = ("Bar chart of each part's share of the variance of won revenue in the window: "
+               + "; ".join(f"{name} {100 * share:.1f}%" for name, share in rows) + ".")
+        return finish(fig, ax, "variance-shares", "What makes the range wide: share of the variance of revenue",
+                      "share of the variance of won revenue in the window (%)", "deal or part", alt)

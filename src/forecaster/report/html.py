@@ -27,7 +27,9 @@ class ReportData:
     shown in the deal table; ``funnel``: the funnel JSON; ``change``: the change since a previous
     summary; ``compare``: compare.json; ``backtest`` / ``backtest_rows``: backtest.json and its rows;
     ``warnings``: one line each; ``provenance``: config, config_sha256, data_fingerprint, seed, trials,
-    version, command; ``generated_at``: the timestamp line."""
+    version, command; ``generated_at``: the timestamp line; ``diff``: diff.json (what moved since an
+    earlier forecast); ``spread`` and ``inspect``: summary.json's (what makes the range wide, the deals
+    to inspect)."""
 
     title: str = "forecaster report"
     summary: dict[str, Any] | None = None
@@ -41,6 +43,9 @@ class ReportData:
     compare: dict[str, Any] | None = None
     backtest: dict[str, Any] | None = None
     backtest_rows: list[dict[str, Any]] | None = None
+    diff: dict[str, Any] | None = None
+    spread: dict[str, Any] | None = None
+    inspect: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
     generated_at: str = ""
@@ -175,6 +180,51 @@ def _backtest(b: dict[str, Any], rows: list[dict[str, Any]] | None, cur: str | N
     }
 
 
+WATERFALL_LABELS = {"won": "won", "lost": "lost", "created": "created (less allowance)", "progressed": "progressed",
+                    "moved_back": "moved back", "aged": "aged", "amount": "amount changed", "pushed": "close pushed",
+                    "pulled_in": "close pulled in", "model": "model (refit)"}
+SPREAD_ROWS = 10
+
+
+def _diff(d: dict[str, Any], cur: str | None) -> dict[str, Any]:
+    steps = [(WATERFALL_LABELS.get(c["name"], c["name"]), c["revenue"]) for c in d["components"]]
+    chart = C.waterfall(steps, (f"as of {d['from']}", d["start"]["revenue"]), (f"as of {d['to']}", d["end"]["revenue"]),
+                        cur)
+    rows = [{"name": WATERFALL_LABELS.get(c["name"], c["name"]), "revenue": signed_money(c["revenue"]),
+             "wins": f"{c['won_deals']:+,.2f}", "deals": f"{c['deals']:,}" if c["deals"] else "",
+             "largest": ", ".join(f"{r['deal_id']} {signed_money(r['revenue'])}" for r in c["largest"][:3]
+                                  if r["revenue"])} for c in d["components"]]
+    return {"d": d, "chart": chart, "rows": rows}
+
+
+def _spread(sp: dict[str, Any]) -> dict[str, Any]:
+    var = sp["variance"] or 1.0
+    deals = sp["deals"][:SPREAD_ROWS]
+    o = sp["other_open_deals"]
+    parts = [(r["deal_id"], r["share"]) for r in deals]
+    if o["deals"]:
+        parts.append((f"{o['deals']:,} other open deals", o["share"]))
+    parts.append(("new deals", sp["new_deals"]["share"]))
+    rows = [{"name": r["deal_id"], "amount": money(r["amount"]), "p_win": pct(r["p_win"]),
+             "own": pct(r["own_variance"] / var), "shared": pct(r["shared_covariance"] / var), "share": pct(r["share"])}
+            for r in deals]
+    if o["deals"]:
+        rows.append({"name": f"{o['deals']:,} other open deals", "amount": "", "p_win": "",
+                     "own": pct(o["own_variance"] / var), "shared": pct(o["shared_covariance"] / var),
+                     "share": pct(o["share"])})
+    rows.append({"name": "new deals", "amount": "", "p_win": "", "own": "", "shared": "",
+                 "share": pct(sp["new_deals"]["share"])})
+    groups = [(title, [(n, pct(x["share"])) for n, x in g.items()])
+              for title, g in [("segment", sp.get("segments", {}))] + list(sp.get("report_by", {}).items()) if len(g) > 1]
+    return {"sp": sp, "chart": C.variance_shares(parts), "rows": rows, "groups": groups,
+            "separating": [{**r, "amount": money(r["amount"]), "won_in_high": pct(r["won_in_high"]),
+                            "won_in_low": pct(r["won_in_low"])} for r in sp["separating"]]}
+
+
+def _inspect(ins: dict[str, Any]) -> dict[str, Any]:
+    return {"ins": ins, "rows": [{**r, "amount": money(r["amount"]), "p_win": pct(r["p_win"])} for r in ins["deals"]]}
+
+
 def _sections(data: ReportData) -> dict[str, Any]:
     s, cur = data.summary, _cur(data)
     out: dict[str, Any] = {"currency": cur, "unit": C.unit(cur), "headline": None, "histogram": None, "fan": None,
@@ -188,6 +238,9 @@ def _sections(data: ReportData) -> dict[str, Any]:
             out["fan"] = C.fan(data.cumulative, s.get("quota"), s.get("won_to_date"), s["as_of"],
                                s["window"]["start"], cur)
         out["breakdowns"] = _breakdowns(s, cur)
+    out["diff"] = _diff(data.diff, cur) if data.diff else None
+    out["spread"] = _spread(data.spread) if data.spread else None
+    out["inspect"] = _inspect(data.inspect) if data.inspect else None
     out["deals"] = _deals(data)
     out["funnel"] = _funnel(data.funnel, cur) if data.funnel else None
     out["scenarios"] = _scenarios(data.compare, cur) if data.compare else None
