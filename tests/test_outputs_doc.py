@@ -50,7 +50,10 @@ def outputs(tmp_path_factory):
     from click.testing import CliRunner
 
     r, d = CliRunner(), tmp_path_factory.mktemp("outputs")
-    for args in (["forecast", str(SAMPLE), "--trials", "100", "--as-of", "2025-05-20", "-o", str(d / "f"), "--csv"],
+    for args in (["forecast", str(SAMPLE), "--trials", "100", "--as-of", "2025-05-20", "-o", str(d / "f"), "--csv",
+                  "--explain"],
+                 ["diff", str(SAMPLE), "--from", "2025-05-13", "--to", "2025-05-20", "--trials", "100", "-o",
+                  str(d / "d"), "--csv"],
                  ["compare", str(SCENARIOS), "--trials", "50", "-o", str(d / "c")],
                  ["backtest", str(SAMPLE), "--from", "2025-03-01", "--to", "2025-04-01", "--window", "month",
                   "--trials", "50", "-o", str(d / "b")],
@@ -67,22 +70,24 @@ def test_every_file_is_documented(outputs):
     files = {p.name for p in outputs.rglob("*") if p.is_file()}
     assert {"summary.json", "trials.parquet", "deals.parquet", "group_trials.parquet", "trials.csv", "deals.csv",
             "group_trials.csv", "config.resolved.yaml", "compare.json", "compare_trials.parquet", "backtest.json",
-            "backtest.parquet", "model.json", "days.parquet", "bins.parquet", "cells.parquet",
+            "backtest.parquet", "diff.json", "diff.parquet", "diff.csv", "model.json", "days.parquet", "bins.parquet", "cells.parquet",
             "amounts.parquet"} <= files
     assert [f for f in files if not documented(f) and f not in ("funnel.json", "plan.json")] == []
 
 
 @pytest.mark.parametrize("name", ["f/summary.json", "c/compare.json", "b/backtest.json", "funnel.json", "plan.json",
-                                  "model/model.json"])
+                                  "model/model.json", "d/diff.json"])
 def test_every_json_key_is_documented(outputs, name):
     found = keys(json.loads((outputs / name).read_text()), set())
     assert sorted(k for k in found if not documented(k)) == []
     assert "won_to_date" in found or name != "f/summary.json"
+    assert {"spread", "inspect", "separating", "flagged"} <= found or name != "f/summary.json"
 
 
 @pytest.mark.parametrize("name", ["f/trials.parquet", "f/deals.parquet", "f/group_trials.parquet",
                                   "c/compare_trials.parquet", "b/backtest.parquet", "model/days.parquet",
-                                  "model/bins.parquet", "model/cells.parquet", "model/amounts.parquet"])
+                                  "model/bins.parquet", "model/cells.parquet", "model/amounts.parquet",
+                                  "d/diff.parquet"])
 def test_every_column_is_documented(outputs, name):
     cols = columns(outputs / name)
     if name == "model/bins.parquet":

@@ -48,8 +48,7 @@ def _reasons(row: dict[str, Any], start: dt.date, end: dt.date, share: float | N
         days = int(row.get("close_push_days") or 0)
         out["pushed"] = f"close date pushed {pushes} times ({days:,} days in all)"
     if row.get("stale"):
-        out["stale"] = (f"{row['age_days']:,} days in {row['stage']}, longer than 90% of stays in that stage "
-                        f"last")
+        out["stale"] = f"{row['age_days']:,} days in {row['stage']}, longer than 90% of stays in that stage"
     if share is not None:
         out["range"] = f"carries {100 * share:.1f}% of the variance of window revenue"
     return out
