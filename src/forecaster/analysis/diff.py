@@ -38,7 +38,7 @@ import pyarrow as pa
 from forecaster.analysis.forecast import Base, model_tables, prepare, simulate_base
 from forecaster.calendar import NO_DATE, quarter_bounds, to_date, to_day
 from forecaster.config import Config
-from forecaster.crm import LOST, OPEN, STATUS_NAMES, WON, CRMData, load
+from forecaster.crm import LOST, OPEN, WON, CRMData, load
 from forecaster.crm.snapshot import MAX_DAYS_AFTER_DATA
 from forecaster.errors import ConfigError
 from forecaster.model import OpenDeals, PipelineModel, model_groups
@@ -220,8 +220,8 @@ def _on_deals(n: int, idx: np.ndarray, values: np.ndarray, fill: float = 0.0) ->
 class Valued:
     """Both forecasts' per-deal values over the deals known at D2 (n of them; deals not known at D1 hold 0
     and NaN there): revenue, wins and P(win) float64 [n] as of D1 (``*1``), as of D2 by the D1 model
-    (``*12``) and by the D2 model (``*2``); the new-deal allowances (arrival day, revenue, wins) of both
-    forecasts; ``known1`` bool [n]: the deal was known at D1, ``at_d1``: its index in the D1 snapshot."""
+    (``*12``) and by the D2 model (``*2``); the new-deal allowances of both forecasts; ``known1`` bool
+    [n]: the deal was known at D1, ``at_d1`` int [n]: its index in the D1 snapshot (where known)."""
 
     rev1: np.ndarray
     win1: np.ndarray
@@ -252,19 +252,19 @@ def value(base1: Base, base2: Base, window: tuple[int, int]) -> Valued:
     base12, known_segment = under_model(base2, base1.model)
     p12 = p2.copy()  # a deal of a segment the D1 model never saw: the D2 model's view (no model part)
     p12[known_segment] = open_p_win(base12)
-    # Deals known at D1 are the D2 snapshot's deals created before D1, in the same order.
-    known1 = s2.created < s1.as_of
-    at_d1 = np.cumsum(known1) - 1
-    rev1_own, win1_own = deal_values(s1, base1.open_idx, p1, window)
-    n2 = s2.n_deals
-    v = Valued(rev1=rev1_own, win1=win1_own, p1=_on_deals(s1.n_deals, base1.open_idx, p1, np.nan),
-               rev12=np.zeros(0), win12=np.zeros(0), p12=_on_deals(n2, base2.open_idx, p12, np.nan),
-               rev2=np.zeros(0), win2=np.zeros(0), p2=_on_deals(n2, base2.open_idx, p2, np.nan),
-               new1=new_deal_allowance(base1), new2=new_deal_allowance(base2), known1=known1, at_d1=at_d1)
+    rev1, win1 = deal_values(s1, base1.open_idx, p1, window)
     rev12, win12 = deal_values(s2, base2.open_idx, p12, window)
     rev2, win2 = deal_values(s2, base2.open_idx, p2, window)
-    return dataclasses.replace(v, rev1=v.from_d1(rev1_own, 0.0), win1=v.from_d1(win1_own, 0.0),
-                               p1=v.from_d1(v.p1, np.nan), rev12=rev12, win12=win12, rev2=rev2, win2=win2)
+    n2 = s2.n_deals
+    # Deals known at D1 are the D2 snapshot's deals created before D1, in the same order.
+    known1 = s2.created < s1.as_of
+    mapped = Valued(rev1=rev1, win1=win1, p1=_on_deals(s1.n_deals, base1.open_idx, p1, np.nan),
+                    rev12=rev12, win12=win12, p12=_on_deals(n2, base2.open_idx, p12, np.nan),
+                    rev2=rev2, win2=win2, p2=_on_deals(n2, base2.open_idx, p2, np.nan),
+                    new1=new_deal_allowance(base1), new2=new_deal_allowance(base2), known1=known1,
+                    at_d1=np.cumsum(known1) - 1)
+    return dataclasses.replace(mapped, rev1=mapped.from_d1(rev1, 0.0), win1=mapped.from_d1(win1, 0.0),
+                               p1=mapped.from_d1(mapped.p1, np.nan))
 
 
 def contributions(base1: Base, base2: Base, v: Valued) -> Rows:
