@@ -110,3 +110,14 @@ def test_forecast_explain_prints_and_writes_the_spread_and_the_deals_to_inspect(
     plain = runner.invoke(main, ["forecast", str(SAMPLE), "--as-of", "2025-06-01", "--trials", "300",
                                  "--format", "json"])
     assert "spread" not in json.loads(plain.stdout)  # only when asked for
+
+
+def test_explain_on_a_bad_forecast_is_one_line_and_writes_nothing(runner, tmp_path):
+    r = runner.invoke(main, ["forecast", str(SAMPLE), "--explain", "--as-of", "2019-01-01", "-o", str(tmp_path / "o"),
+                             "--report", str(tmp_path / "r.html")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "no deal was created before as_of 2019-01-01" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+    r = runner.invoke(main, ["forecast", str(SAMPLE), "--explain=yes"])
+    assert r.exit_code == 2 and "Option '--explain' does not take a value" in r.output
