@@ -14,7 +14,7 @@ import threading
 import time
 from pathlib import Path
 
-import distributed
+import distributed  # noqa: F401 - the tests need the dev extra's engine installed, not skipped
 import numpy as np
 import pytest
 
