@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,12 @@ def shared_data(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"real dataset {name} not found at {path} (../shared/data is absent)")
     return path
+
+
+def config_data(config: Path) -> None:
+    """Skip when a config reads a real dataset from ../shared/data that is absent."""
+    for name in sorted(set(re.findall(r"shared/data/([A-Za-z0-9_]+)", Path(config).read_text()))):
+        shared_data(name)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from forecaster import load as load_as_of
 from forecaster.analysis.funnel import cell_exit_shares
 from forecaster.model import PipelineModel, fit
 from forecaster.synth import generate
-from tests.conftest import REPO, shared_data
+from tests.conftest import REPO, config_data
 
 STAGE_KEYS = {"stage", "entered", "open_deals", "open_amount", "p_exit", "win_rate", "median_days",
               "p90_days", "stale_deals"}
@@ -52,8 +52,7 @@ def test_generated_truth_is_recovered_per_segment_and_stage(tmp_path):
 
 @pytest.mark.parametrize("path", configs(), ids=lambda p: p.name)
 def test_fit_and_funnel_on_every_config(runner, tmp_path, path):
-    if "maven" in path.name:
-        shared_data("maven_crm")
+    config_data(path)
     res = runner.invoke(main, ["fit", str(path), "-o", str(tmp_path / "model")])
     assert res.exit_code == 0, res.output
     model = PipelineModel.load(tmp_path / "model")

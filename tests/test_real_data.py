@@ -9,7 +9,7 @@ from forecaster.cli import main
 from forecaster.config import load_config
 from forecaster.calendar import to_day
 from forecaster.crm import LOST, OPEN, WON, cut, load
-from tests.conftest import REPO, shared_data
+from tests.conftest import REPO, config_data, shared_data
 
 
 def test_maven_validates_and_matches_its_source_profile(runner):
@@ -36,7 +36,6 @@ def test_maven_validates_and_matches_its_source_profile(runner):
 
 def test_every_config_validates(runner):
     for path in sorted((REPO / "configs").glob("*.yaml")):
-        if "maven" in path.name:
-            shared_data("maven_crm")
+        config_data(path)
         result = runner.invoke(main, ["validate", str(path)])
         assert result.exit_code == 0, (path, result.output)

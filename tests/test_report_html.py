@@ -14,7 +14,7 @@ import pytest
 from forecaster.cli import main
 from forecaster.report.html import GENERATED_PREFIX, render_report
 from tests import report_inputs as I
-from tests.conftest import REPO, shared_data
+from tests.conftest import REPO, config_data
 
 SAMPLE = REPO / "src" / "forecaster" / "sample" / "forecaster.yaml"
 SCENARIOS = REPO / "configs" / "scenarios.yaml"
@@ -116,8 +116,7 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_report_works_on_every_config(runner, tmp_path, config):
-    if "maven" in config.read_text():
-        shared_data("maven_crm")
+    config_data(config)
     out = tmp_path / "r.html"
     extra = ["--compare"] if "scenarios:" in config.read_text() else []
     r = runner.invoke(main, ["report", str(config), "-o", str(out), "--trials", "150", *extra])
