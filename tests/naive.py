@@ -70,17 +70,22 @@ def scaled(x: float) -> int:
     return min(math.floor(x * TWO32 + 0.5), TWO32)
 
 
+def _row_parts(p_row, s: int, u: int):
+    """(v, the row as floats, S, the moves back and forward with a share, in index order, the lost share)
+    of a visit in open stage ``s``: v is u rotated by 16 bits."""
+    p = [float(x) for x in p_row]
+    S = len(p) - 2
+    back = [k for k in range(s) if p[k] > 0.0]
+    fwd = [k for k in range(s + 1, S + 1) if p[k] > 0.0]
+    return ((u << 16) | (u >> 16)) & 0xFFFFFFFF, p, S, back, fwd, p[S + 1]
+
+
 def pick_nested(p_row, s: int, u: int) -> int:
     """Destination of a visit in open stage ``s`` for a 32-bit u: on the u-axis the moves back
     (stages below s, index order), then lost, then from ``floor((back + lost) 2**32 + 0.5)``
     forward, where v (u rotated by 16 bits) picks among the later stages and won (index order) by
     their forward shares."""
-    v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
-    p = [float(x) for x in p_row]
-    S = len(p) - 2
-    back = [k for k in range(s) if p[k] > 0.0]
-    fwd = [k for k in range(s + 1, S + 1) if p[k] > 0.0]
-    lost = p[S + 1]
+    v, p, S, back, fwd, lost = _row_parts(p_row, s, u)
     cum = 0.0
     for j, k in enumerate(back):
         cum += p[k]
@@ -106,12 +111,7 @@ def pick_nested_mixed(p_row, s: int, u: int, R: float, rate: float, lost_mult: f
     odds factor (calendar shift times the trial's shock level): on the u-axis the moves back at 1 / R of
     their shares, then the thinned exits (returns -1: the spell goes on), then from b + (l + f)(1 - rate / R)
     the kept exits, lost with share l m / (l m + f), then forward by the forward mix (docs/model.md)."""
-    v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF
-    p = [float(x) for x in p_row]
-    S = len(p) - 2
-    back = [k for k in range(s) if p[k] > 0.0]
-    fwd = [k for k in range(s + 1, S + 1) if p[k] > 0.0]
-    lost = p[S + 1]
+    v, p, S, back, fwd, lost = _row_parts(p_row, s, u)
     b = 0.0
     for k in back:
         b += p[k]

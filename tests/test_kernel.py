@@ -360,17 +360,23 @@ def test_sorted_thresholds(p, x):
     assert row[k] > 0
 
 
+def stage_row(p, s: int) -> np.ndarray:
+    """A destination row of open stage ``s`` from drawn shares: none to the stage itself, all lost when
+    nothing is left, normalised."""
+    row = np.asarray(p, np.float64)
+    row[s] = 0.0
+    if row.sum() == 0:
+        row[-1] = 1.0
+    return row / row.sum()
+
+
 @settings(max_examples=150, deadline=None)
 @given(p=st.lists(st.sampled_from([0.0, 0.0, 1e-12, 0.05, 0.2, 0.25, 1.0]), min_size=7, max_size=7).filter(lambda p: sum(p) > 0),
        s=st.integers(0, 4), u=st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0, 1, 2**31, 2**32 - 1])))  # fmt: skip
 def test_nested_thresholds(p, s, u):
     """The kernel's rule on compact.nested_thresholds (general and fast rows) picks what the naive
     rule picks, never an outcome of probability 0, and the u-axis is back | lost | forward."""
-    row = np.asarray(p)
-    row[s] = 0.0
-    if row.sum() == 0:
-        row[-1] = 1.0
-    row = row / row.sum()
+    row = stage_row(p, s)
     S = len(row) - 2
     t = compact.nested_thresholds(row[None, :], np.array([s]))
     v = ((u << 16) | (u >> 16)) & 0xFFFFFFFF

@@ -15,7 +15,15 @@ from hypothesis import strategies as st
 from forecaster.model import MixEffects, StageTables
 from forecaster.sim import compact, engine
 from tests import naive
-from tests.test_kernel import assert_same, geometric_tables, one_move_back, open_deals, random_problem, window_args
+from tests.test_kernel import (
+    assert_same,
+    geometric_tables,
+    one_move_back,
+    open_deals,
+    random_problem,
+    stage_row,
+    window_args,
+)
 
 EFFECTS = MixEffects(np.array([0.6, 0.9, 1.5]), np.array([0.4, 0.1, -0.5]), 0.15, 1)
 
@@ -82,11 +90,7 @@ def test_mixed_thresholds_pick_what_the_formula_picks(p, s, u, q, z, effects):
     """On one row: the kernel's rule on mixed_thresholds picks what the naive rule picks, never an outcome of
     probability 0; the u-axis is back | thinned | lost | forward; the forward mix is the same draw as
     without effects; a draw lost at one shock level is lost at every higher one (monotone odds)."""
-    row = np.asarray(p)
-    row[s] = 0.0
-    if row.sum() == 0:
-        row[-1] = 1.0
-    row = row / row.sum()
+    row = stage_row(p, s)
     S = len(row) - 2
     nest = compact.nested_thresholds(row[None, :], np.array([s]))
     mx = compact.mixed_thresholds(nest, effects, np.array([s]))

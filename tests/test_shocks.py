@@ -133,9 +133,8 @@ def _exits(rng, n: int, shift: np.ndarray, base_lost: float = 0.4, days=None) ->
     q = month_of_quarter(day)
     odds = base_lost / (1 - base_lost) * np.exp(shift[q])
     lost = rng.random(n) < odds / (1 + odds)
-    b = np.zeros(n)
     ell = np.full(n, base_lost)
-    return ExitShares(day, b, ell, 1 - ell, 1 - ell, np.where(lost, 1, 3))
+    return ExitShares(day, ell, 1 - ell, np.where(lost, 1, 3))
 
 
 def test_month_of_quarter_shifts_are_recovered():
@@ -161,8 +160,8 @@ def test_month_of_quarter_shifts_are_per_stage():
     rng = np.random.default_rng(21)
     true = np.array([0.5, 0.0, -0.8])
     a, b = _exits(rng, 15000, np.zeros(3)), _exits(rng, 15000, true)
-    x = ExitShares(np.r_[a.day, b.day], np.r_[a.b, b.b], np.r_[a.l, b.l], np.r_[a.f, b.f], np.r_[a.w, b.w],
-                   np.r_[a.outcome, b.outcome], np.r_[np.zeros(15000, np.int64), np.ones(15000, np.int64)])
+    x = ExitShares(np.r_[a.day, b.day], np.r_[a.l, b.l], np.r_[a.f, b.f], np.r_[a.outcome, b.outcome],
+                   np.r_[np.zeros(15000, np.int64), np.ones(15000, np.int64)])
     lost, fig = fit_lost_shifts(x, 1, 2)
     raw, se = np.array(fig["lost_raw"]), np.array(fig["lost_se"])
     assert lost.shape == (2, 3)
@@ -214,7 +213,7 @@ def test_month_of_quarter_exit_rates_are_recovered():
     spells, cells, stage, first, as_of = _monthly_process(rng, np.ones(3))
     flat, fig0 = fit_exit_rates(spells, cells, stage, 1, as_of, first)
     assert np.all(np.abs(np.log(flat)) < 4 * np.array(fig0["exit_rate_se"]))
-    x = ExitShares(np.zeros(0, np.int64), *(np.zeros(0) for _ in range(4)), np.zeros(0, np.int64))
+    x = ExitShares(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
     short_rate, short_lost, fig1 = fit_calendar(spells, cells, stage, x, 1, first + 60, first)
     assert not fig1["used"] and np.all(short_rate == 1) and np.all(short_lost == 0)
 
@@ -233,7 +232,7 @@ def test_shared_shock_variance_is_recovered():
         odds = 0.4 / 0.6 * z[np.repeat(np.arange(periods), per)]
         lost = rng.random(periods * per) < odds / (1 + odds)
         n = periods * per
-        x = ExitShares(day, np.zeros(n), np.full(n, 0.4), np.full(n, 0.6), np.full(n, 0.6), np.where(lost, 1, 3))
+        x = ExitShares(day, np.full(n, 0.4), np.full(n, 0.6), np.where(lost, 1, 3))
         est, fig = fit_frailty(x, np.zeros(3), 1, start + periods * 28, start, 28)
         estimates.append(est)
     estimates = np.array(estimates)

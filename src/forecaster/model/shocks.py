@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ import numpy as np
 from forecaster.calendar import month_of_quarter, quarter_bounds, to_date, to_day
 from forecaster.crm import Spells
 from forecaster.model.mix import MixEffects
+from forecaster.model.segments import solve_lost_log_odds
 from forecaster.model.tables import StageTables
 
 MIN_PERIODS = 4
@@ -37,18 +38,15 @@ MAX_VARIANCE = 1.0
 
 @dataclass
 class ExitShares:
-    """The observed exits of a snapshot with the shares the tables give their exit day: back ``b``, lost
-    ``l``, forward ``f`` (later stages and won), won ``w`` (inside f); the exit's day number and outcome
-    (0 back, 1 lost, 2 forward other, 3 won)."""
+    """The observed exits of a snapshot with the shares the tables give their exit day: lost ``l`` and
+    forward ``f`` (later stages and won); the exit's day number and outcome (0 back, 1 lost, 2 forward
+    other, 3 won)."""
 
     day: np.ndarray
-    b: np.ndarray
     l: np.ndarray  # noqa: E741 - the lost share, as in the formulas
     f: np.ndarray
-    w: np.ndarray
     outcome: np.ndarray
     stage: np.ndarray | None = None  # the open stage of each exit (None: all stage 0)
-    figures: dict[str, Any] = field(default_factory=dict)
 
     def stage_of(self) -> np.ndarray:
         return np.zeros(len(self.day), np.int64) if self.stage is None else self.stage.astype(np.int64)
@@ -68,12 +66,10 @@ def exit_shares(spells: Spells, cells: np.ndarray, stage: StageTables, first_day
     p = stage.bin_p[row]
     s = (c % S)[:, None]
     col = np.arange(S + 2)[None, :]
-    b = np.where(col < s, p, 0.0).sum(axis=1)
     f = np.where((col > s) & (col <= S), p, 0.0).sum(axis=1)
     lost = p[:, S + 1]
-    won = p[:, S]
     outcome = np.where(dest == S, 3, np.where(dest == S + 1, 1, np.where(dest < spells.stage[ex][keep], 0, 2)))
-    return ExitShares(day[keep], b, lost, f, won, outcome, (c % S).astype(np.int64))
+    return ExitShares(day[keep], lost, f, outcome, (c % S).astype(np.int64))
 
 
 MIN_CAUSE_EXITS = 20  # exits of a cause in a month of the quarter below which its rate stays 1
@@ -171,29 +167,12 @@ def _finite(a: np.ndarray) -> list:
 
 
 def _odds_shift(p: np.ndarray, observed: float) -> tuple[float, float]:
-    """theta with sum p e^theta / (p e^theta + 1 - p) = observed (bisection), and its standard error from the
-    Fisher information; (0, inf) with nothing to fit."""
+    """theta with sum p e^theta / (p e^theta + 1 - p) = observed (the segments' bisection, no pseudo-exits,
+    within +-BOUND), and its standard error from the Fisher information; (0, inf) with nothing to fit."""
     p = np.clip(p, 1e-12, 1 - 1e-12)
     if len(p) == 0 or not 0 < observed < len(p):
         return 0.0, math.inf
-    lo, hi = -BOUND, BOUND
-
-    def expected(theta: float) -> float:
-        e = math.exp(theta)
-        return float((p * e / (p * e + 1.0 - p)).sum())
-
-    if expected(lo) >= observed:
-        theta = lo
-    elif expected(hi) <= observed:
-        theta = hi
-    else:
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            if expected(mid) < observed:
-                lo = mid
-            else:
-                hi = mid
-        theta = 0.5 * (lo + hi)
+    theta = solve_lost_log_odds(np.ones(len(p)), p, observed, pseudo=0.0, bound=BOUND)
     q = p * math.exp(theta) / (p * math.exp(theta) + 1.0 - p)
     info = float((q * (1.0 - q)).sum())
     return theta, (1.0 / math.sqrt(info)) if info > 0 else math.inf

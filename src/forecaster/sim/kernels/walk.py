@@ -44,8 +44,9 @@ itself a function called once per unit, not the prange's body: numba's parallel 
 quadratic in the size of a prange body (cold compile 19 s as one function, 8 s split). Hot
 loops index with unsigned integers, which spares numba's negative-index wraparound code.
 
-Why this module is long: ``unit_nb`` is the kernel's hot loop (about 510 lines). Its helpers (the exit
-day of a fresh, aged or old spell, the first-spell tables of an aged deal, the destination) are closures
+Why this module is long: ``unit_nb`` is the kernel's hot loop (about 630 lines). Its helpers (the exit
+day of a fresh, aged, old or continued spell, the first-spell tables of an aged deal, the destination
+draws, plain and under the calendar effects and the shared shock) are closures
 over its unpacked arrays because numba inlines closures, whereas calling a separate njit function that
 takes arrays costs atomic reference-count updates per array per call: measured 4x slower per stage visit.
 The three phases that share those closures (filling a batch, the visits, the booking) use the same
